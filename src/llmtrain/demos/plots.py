@@ -1,0 +1,48 @@
+"""Plot routines shared by the demos: landscapes, optimizer paths and loss curves.
+
+The algorithms never import this module; only demos and chapters do. Routines that draw
+something a slider changes return the artists, so a demo's update function can move them
+with ``set_data`` instead of drawing again.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.ticker import LogFormatter, NullLocator
+
+__all__ = ["draw_landscape", "draw_path", "log_axis", "set_path"]
+
+
+def draw_landscape(ax, problem, *, resolution: int = 100, levels: int = 18) -> None:
+    """Contours of ``problem.loss`` over ``problem.window``, spaced evenly in log-loss."""
+    (x0, x1), (y0, y1) = problem.window
+    X, Y = np.meshgrid(np.linspace(x0, x1, resolution), np.linspace(y0, y1, resolution))
+    Z = problem.loss(np.stack([X, Y], axis=-1))
+    ax.contour(X, Y, np.log10(Z - Z.min() + 1e-3), levels=levels, cmap="Greys", linewidths=0.7)
+    ax.plot(*problem.minimum, marker="*", color="black", markersize=11, linestyle="none")
+    ax.set_xlim(x0, x1)
+    ax.set_ylim(y0, y1)
+    ax.set_xlabel("θ₁")
+    ax.set_ylabel("θ₂")
+
+
+def draw_path(ax, trajectory, *, label: str | None = None, color: str = "C0"):
+    """An optimizer's path θ_0, θ_1, ... as connected dots; returns the line artist."""
+    (line,) = ax.plot([], [], "-o", color=color, markersize=2.5, linewidth=1.2, label=label)
+    thetas = trajectory.thetas
+    ax.plot(*thetas[0], "o", color=color, markersize=6, markeredgecolor="black")
+    set_path(line, trajectory)
+    return line
+
+
+def set_path(line, trajectory) -> None:
+    """Move a line made by :func:`draw_path` to a new trajectory."""
+    line.set_data(trajectory.thetas[:, 0], trajectory.thetas[:, 1])
+
+
+def log_axis(ax) -> None:
+    """A log-scale y axis with plain tick labels (1e-05), which render far faster than the
+    default mathtext ones, and no minor tick labels."""
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(LogFormatter())
+    ax.yaxis.set_minor_locator(NullLocator())

@@ -1,0 +1,3 @@
+"""Part II, Objectives: the losses a language model is trained to minimise."""
+
+__all__: list[str] = []

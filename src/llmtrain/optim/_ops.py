@@ -1,0 +1,51 @@
+"""The few array operations the update rules need, for NumPy arrays and torch tensors alike.
+
+Arithmetic (``+``, ``*``, ``**``) already works on both; these cover what does not, so that
+each update rule is written once and serves the 2-D NumPy demos and PyTorch models.
+Checking the type's module keeps NumPy-only users from importing torch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _is_torch(x) -> bool:
+    return type(x).__module__.startswith("torch")
+
+
+def sqrt(x):
+    return x.sqrt() if _is_torch(x) else np.sqrt(x)
+
+
+def maximum(a, b):
+    if _is_torch(a):
+        import torch
+
+        return torch.maximum(a, b)
+    return np.maximum(a, b)
+
+
+def copy(x):
+    """A copy that owns its memory: state must not alias a gradient the caller may zero."""
+    return x.clone() if _is_torch(x) else np.array(x, copy=True)
+
+
+def zeros_like(x):
+    if _is_torch(x):
+        import torch
+
+        return torch.zeros_like(x)
+    return np.zeros_like(x)
+
+
+def mean(x, axis: int, keepdims: bool = True):
+    """Mean over one axis (torch spells the arguments ``dim`` and ``keepdim``)."""
+    return (
+        x.mean(dim=axis, keepdim=keepdims) if _is_torch(x) else x.mean(axis=axis, keepdims=keepdims)
+    )
+
+
+def norm(x):
+    """The Euclidean norm of all entries, as a Python float."""
+    return float(x.norm()) if _is_torch(x) else float(np.linalg.norm(np.ravel(x)))

@@ -1,0 +1,52 @@
+"""A ``torch.optim.Optimizer`` front for the package's update rules.
+
+An update rule is a plain function ``rule(θ, g, state, **hyperparameters) -> (θ, state)``
+that works on NumPy arrays and torch tensors alike. This front lets the same function drive
+an ordinary PyTorch training loop, with per-parameter-group hyperparameters, so that
+``torch.optim.lr_scheduler`` schedules (which rewrite ``group["lr"]``) work unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+__all__ = ["TorchOptimizer"]
+
+
+class TorchOptimizer(torch.optim.Optimizer):
+    """Base class of the package's ``torch.optim``-compatible optimizers.
+
+    Subclasses set ``update_rule`` and pass their hyperparameters to ``__init__``.
+    """
+
+    update_rule: ClassVar[Callable]
+
+    def __init__(self, params, **hyperparameters):
+        # A dry run on a one-element array validates the hyperparameters with the rule's own
+        # checks, so that a bad value fails at construction, as it does in torch.optim.
+        type(self).update_rule(np.zeros(1), np.zeros(1), {}, **hyperparameters)
+        super().__init__(params, hyperparameters)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        """Apply one update to every parameter that has a gradient; return the closure's loss."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        rule = type(self).update_rule
+        for group in self.param_groups:
+            # Only the rule's own keys: schedulers add others, such as "initial_lr".
+            hyperparameters = {k: group[k] for k in self.defaults}
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if p.grad.is_sparse:
+                    raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
+                θ, self.state[p] = rule(p, p.grad, self.state[p], **hyperparameters)
+                p.copy_(θ)
+        return loss

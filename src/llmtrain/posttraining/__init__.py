@@ -1,0 +1,5 @@
+"""Part IV, Post-training: supervised fine-tuning, parameter-efficient methods and preference
+tuning.
+
+The chapters of this part are still being written; their algorithms will live here.
+"""
