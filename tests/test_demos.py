@@ -113,3 +113,8 @@ def test_the_overview_demo_runs_the_package_and_updates_in_place():
     np.testing.assert_array_equal(path.get_xydata(), demo.result.thetas)  # the same artist moved
     demo.set(lr=0.3)
     assert demo.result.diverged
+
+
+def test_a_demo_draws_the_same_image_twice():
+    # Two builds of the book must show the same figures.
+    assert momentum_demo().png() == momentum_demo().png()
