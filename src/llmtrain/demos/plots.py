@@ -8,9 +8,10 @@ with ``set_data`` instead of drawing again.
 from __future__ import annotations
 
 import numpy as np
+from matplotlib.artist import Artist
 from matplotlib.ticker import LogFormatter, NullLocator
 
-__all__ = ["draw_landscape", "draw_path", "log_axis", "set_path"]
+__all__ = ["FrozenBackground", "draw_landscape", "draw_path", "log_axis", "set_path"]
 
 
 def draw_landscape(ax, problem, *, resolution: int = 100, levels: int = 18) -> None:
@@ -46,3 +47,66 @@ def log_axis(ax) -> None:
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(LogFormatter())
     ax.yaxis.set_minor_locator(NullLocator())
+
+
+class FrozenBackground:
+    """Draw the parts of a figure that no slider changes once, and reuse them as one image.
+
+    Axis ticks, labels, contours and colour bars cost most of a redraw. After the first
+    slider move, :meth:`capture` renders them (with the moving artists hidden) into a
+    figure-sized image placed behind everything, and hides the originals; every later draw
+    paints that image and the moving artists only. Call :meth:`capture` again after changing
+    a static part (new contours when the problem changes).
+    """
+
+    def __init__(self, fig, axes, extra=()):
+        self.fig = fig
+        self.axes = list(axes)
+        self.extra = list(extra)  # whole axes to freeze (colour bars)
+        self.image = None
+
+    def _static_artists(self, dynamic):
+        keep = {id(a) for a in dynamic}
+        artists = list(self.extra)
+        for ax in self.axes:
+            artists += [ax.patch, ax.xaxis, ax.yaxis, *ax.spines.values()]
+            artists += [a for a in ax.get_children() if id(a) not in keep and a not in artists]
+        return [a for a in artists if id(a) not in keep]
+
+    def capture(self, dynamic) -> None:
+        """Render everything except ``dynamic`` into the background image."""
+        static = self._static_artists(dynamic)
+        for a in dynamic:
+            a.set_visible(False)
+        for a in static:
+            a.set_visible(True)
+        if self.image is not None:
+            self.image.set_visible(False)
+        self.fig.canvas.draw()
+        pixels = np.asarray(self.fig.canvas.buffer_rgba()).copy()
+        for a in static:
+            a.set_visible(False)
+        for a in dynamic:
+            a.set_visible(True)
+        if self.image is None:
+            self.image = self.fig.add_artist(_Pixels(pixels))
+        else:
+            self.image.pixels = pixels
+            self.image.set_visible(True)
+
+
+class _Pixels(Artist):
+    """A figure-sized RGBA image drawn 1:1 at the figure's origin, behind everything (a
+    ``figimage`` would resample it on every draw)."""
+
+    def __init__(self, pixels: np.ndarray):
+        super().__init__()
+        self.pixels = pixels
+        self.set_zorder(-10)
+
+    def draw(self, renderer):
+        if not self.get_visible():
+            return
+        gc = renderer.new_gc()
+        renderer.draw_image(gc, 0, 0, self.pixels[::-1])  # rows bottom-up
+        gc.restore()

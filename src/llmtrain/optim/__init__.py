@@ -5,17 +5,107 @@ Every optimizer is one pure update rule ``rule(θ, g, state, **hyperparameters) 
 drop-in ``torch.optim`` replacement built on it (for example :class:`SGD`).
 """
 
+from .accumulation import accumulate_gradients, accumulation_step
+from .adafactor import Adafactor, adafactor_step
+from .adagrad import Adagrad, adagrad_step
+from .adam import Adam, AdamW, adam_step, adamw_step
+from .batch_scaling import linear_scaling_rule, linear_scaling_warmup, square_root_scaling_rule
+from .clipping import clip_by_global_norm, clip_grad_norm_, global_norm
+from .early_stopping import EarlyStopping
+from .gradient_noise import GradientVariance, measure_gradient_variance, minibatch_gradient_variance
 from .landscapes import Quadratic, Rosenbrock
+from .minibatches import iterations_per_epoch, minibatches
 from .minimize import Trajectory, minimize
+from .quadratic_theory import (
+    gd_rate,
+    heavy_ball_converges,
+    iteration_matrix,
+    momentum_rate,
+    optimal_gd,
+    optimal_heavy_ball,
+    steps_to_reduce,
+)
+from .rmsprop import RMSprop, rmsprop_step
+from .schedules import (
+    ScheduledLR,
+    linear_warmup,
+    noam,
+    one_cycle,
+    sgdr,
+    step_decay,
+    warmup_cosine,
+)
 from .sgd import SGD, sgd_step
+from .state_memory import model_state_bytes, optimizer_state_size
 from .torch_front import TorchOptimizer
+from .toy_problems import (
+    LeastSquares,
+    LogisticRegression,
+    PolynomialTask,
+    TrainingRun,
+    linear_regression_data,
+    polynomial_regression_data,
+    train,
+    two_class_data,
+)
+from .velocity import heavy_ball_velocity_step, nesterov_velocity_step
 
 __all__ = [
     "SGD",
+    "Adafactor",
+    "Adagrad",
+    "Adam",
+    "AdamW",
+    "EarlyStopping",
+    "GradientVariance",
+    "LeastSquares",
+    "LogisticRegression",
+    "PolynomialTask",
     "Quadratic",
+    "RMSprop",
     "Rosenbrock",
+    "ScheduledLR",
     "TorchOptimizer",
+    "TrainingRun",
     "Trajectory",
+    "accumulate_gradients",
+    "accumulation_step",
+    "adafactor_step",
+    "adagrad_step",
+    "adam_step",
+    "adamw_step",
+    "clip_by_global_norm",
+    "clip_grad_norm_",
+    "gd_rate",
+    "global_norm",
+    "heavy_ball_converges",
+    "heavy_ball_velocity_step",
+    "iteration_matrix",
+    "iterations_per_epoch",
+    "linear_regression_data",
+    "linear_scaling_rule",
+    "linear_scaling_warmup",
+    "linear_warmup",
+    "measure_gradient_variance",
+    "minibatch_gradient_variance",
+    "minibatches",
     "minimize",
+    "model_state_bytes",
+    "momentum_rate",
+    "nesterov_velocity_step",
+    "noam",
+    "one_cycle",
+    "optimal_gd",
+    "optimal_heavy_ball",
+    "optimizer_state_size",
+    "polynomial_regression_data",
+    "rmsprop_step",
     "sgd_step",
+    "sgdr",
+    "square_root_scaling_rule",
+    "step_decay",
+    "steps_to_reduce",
+    "train",
+    "two_class_data",
+    "warmup_cosine",
 ]

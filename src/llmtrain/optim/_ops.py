@@ -49,3 +49,22 @@ def mean(x, axis: int, keepdims: bool = True):
 def norm(x):
     """The Euclidean norm of all entries, as a Python float."""
     return float(x.norm()) if _is_torch(x) else float(np.linalg.norm(np.ravel(x)))
+
+
+def add_scaled(x, y, c: float, out=None):
+    """``x + c y``, in one fused pass on torch (``torch.add(x, y, alpha=c)``), written into
+    ``out`` when it is given (``out`` may be ``x`` itself) and into a new array otherwise."""
+    if _is_torch(x):
+        import torch
+
+        return torch.add(x, y, alpha=c, out=out)
+    return np.add(x, c * y, out=out)
+
+
+def scale_add_(x, a: float, y, c: float):
+    """Update ``x`` in place to ``a x + c y``; return it."""
+    if _is_torch(x):
+        return x.mul_(a).add_(y, alpha=c)
+    x *= a
+    x += c * y
+    return x

@@ -23,6 +23,7 @@ def sgd_step(
     dampening: float = 0.0,
     weight_decay: float = 0.0,
     nesterov: bool = False,
+    out=None,
 ):
     """One step of minibatch SGD with optional momentum and weight decay.
 
@@ -35,7 +36,8 @@ def sgd_step(
     g : array or tensor
         The minibatch gradient g_t, evaluated at θ_{t-1}.
     state : dict
-        The rule's state from the previous step; ``{}`` before the first step.
+        The rule's state from the previous step; ``{}`` before the first step. Its momentum
+        buffer is updated in place, so pass each state on once and do not reuse it.
     lr : float
         Learning rate α ≥ 0.
     momentum : float
@@ -46,6 +48,8 @@ def sgd_step(
         L2 coefficient λ ≥ 0, added to the gradient as λθ.
     nesterov : bool
         Use Nesterov momentum (needs μ > 0 and δ = 0).
+    out : array or tensor, optional
+        Where to write θ_t (it may be θ itself, for an update in place); a new array if None.
 
     Returns
     -------
@@ -62,14 +66,15 @@ def sgd_step(
             f"got momentum={momentum!r}, dampening={dampening!r}"
         )
     if λ != 0.0:
-        g = g + λ * θ
+        g = _ops.add_scaled(g, θ, λ)
     if μ != 0.0:
         b = state.get("momentum_buffer")
-        # The first step starts the buffer at g itself (no dampening), as torch does.
-        b = _ops.copy(g) if b is None else μ * b + (1.0 - δ) * g
+        # The first step starts the buffer at g itself (no dampening), as torch does. Later
+        # steps update it in place: a fresh buffer per step costs more than the arithmetic.
+        b = _ops.copy(g) if b is None else _ops.scale_add_(b, μ, g, 1.0 - δ)
         state = {"momentum_buffer": b}
-        g = g + μ * b if nesterov else b
-    return θ - α * g, state
+        g = _ops.add_scaled(g, b, μ) if nesterov else b
+    return _ops.add_scaled(θ, g, -α, out=out), state
 
 
 class SGD(TorchOptimizer):

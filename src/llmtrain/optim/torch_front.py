@@ -1,9 +1,11 @@
 """A ``torch.optim.Optimizer`` front for the package's update rules.
 
-An update rule is a plain function ``rule(θ, g, state, **hyperparameters) -> (θ, state)``
-that works on NumPy arrays and torch tensors alike. This front lets the same function drive
-an ordinary PyTorch training loop, with per-parameter-group hyperparameters, so that
-``torch.optim.lr_scheduler`` schedules (which rewrite ``group["lr"]``) work unchanged.
+An update rule is a plain function ``rule(θ, g, state, *, out=None, **hyperparameters) ->
+(θ, state)`` that works on NumPy arrays and torch tensors alike; it writes θ_t into ``out``
+when given (NumPy's convention). This front lets the same function drive an ordinary
+PyTorch training loop, updating each parameter in place, with per-parameter-group
+hyperparameters, so that ``torch.optim.lr_scheduler`` schedules (which rewrite
+``group["lr"]``) work unchanged.
 """
 
 from __future__ import annotations
@@ -47,6 +49,6 @@ class TorchOptimizer(torch.optim.Optimizer):
                     continue
                 if p.grad.is_sparse:
                     raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
-                θ, self.state[p] = rule(p, p.grad, self.state[p], **hyperparameters)
-                p.copy_(θ)
+                # out=p: the rule writes θ_t into the parameter itself, as torch.optim does.
+                _, self.state[p] = rule(p, p.grad, self.state[p], out=p, **hyperparameters)
         return loss
