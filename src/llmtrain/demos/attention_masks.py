@@ -1,0 +1,89 @@
+"""Demo of the chapter on attention masks: the three architectures as mask matrices."""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.colors import ListedColormap
+
+from ..objectives import causal_mask, encoder_decoder_masks, prefix_lm_mask
+from .demo import Demo, Slider
+
+__all__ = ["attention_mask_demo", "draw_mask"]
+
+#: White where attention is blocked, blue where it is allowed; grey where a block is absent.
+_CMAP = ListedColormap(["white", "#2e86c1", "#eeeeee"])
+N_MAX = 24
+
+
+def _masks(n: int, prefix_length: int):
+    n0 = min(prefix_length, n)
+    causal = causal_mask(n).numpy()
+    prefix = prefix_lm_mask(n, n0).numpy()
+    # Encoder-decoder over the same n tokens: the encoder reads the first n0 tokens, the
+    # decoder the rest. Blocks: [encoder self | (none)] over [cross | decoder self].
+    combined = np.full((n, n), 2, dtype=np.int8)
+    if 0 < n0 < n:
+        enc = encoder_decoder_masks(n0, n - n0)
+        combined[:n0, :n0] = enc.encoder.numpy()
+        combined[n0:, :n0] = enc.cross.numpy()
+        combined[n0:, n0:] = enc.decoder.numpy()
+    return causal.astype(np.int8), prefix.astype(np.int8), combined, n0
+
+
+def draw_mask(ax, M: np.ndarray, title: str):
+    """Draw a mask matrix (rows = queries i, columns = keys j); returns the image artist."""
+    image = ax.imshow(M, cmap=_CMAP, vmin=0, vmax=2, interpolation="nearest")
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("key position j")
+    ax.set_ylabel("query position i")
+    return image
+
+
+def _draw(fig, result, *, n, prefix_length):
+    axes = fig.subplots(1, 3)
+    titles = ("causal decoder", "prefix decoder", "encoder-decoder")
+    images = [draw_mask(ax, M, t) for ax, M, t in zip(axes, result[:3], titles, strict=True)]
+    for ax in axes[1:]:
+        ax.set_ylabel("")
+    lines = [ax.axvline(-0.5, color="#c0392b", lw=1.5) for ax in axes[1:]]
+    lines += [ax.axhline(-0.5, color="#c0392b", lw=1.5) for ax in axes[1:]]
+
+    def update(result, *, n, prefix_length):
+        *masks, n0 = result
+        for ax, image, M in zip(axes, images, masks, strict=True):
+            image.set_data(M)
+            image.set_extent((-0.5, n - 0.5, n - 0.5, -0.5))
+            ax.set_xlim(-0.5, n - 0.5)
+            ax.set_ylim(n - 0.5, -0.5)
+        for line in lines[:2]:
+            line.set_xdata([n0 - 0.5, n0 - 0.5])
+        for line in lines[2:]:
+            line.set_ydata([n0 - 0.5, n0 - 0.5])
+        counts = [int((M == 1).sum()) for M in masks]
+        axes[0].set_title(f"causal decoder\n{counts[0]} allowed (i, j) pairs", fontsize=10)
+        axes[1].set_title(f"prefix decoder, n₀ = {n0}\n{counts[1]} allowed", fontsize=10)
+        axes[2].set_title(
+            f"encoder-decoder, {n0} + {n - n0}\n{counts[2]} allowed"
+            if 0 < n0 < n
+            else "encoder-decoder\nneeds 0 < n₀ < n",
+            fontsize=10,
+        )
+
+    update(result, n=n, prefix_length=prefix_length)
+    return update
+
+
+def attention_mask_demo() -> Demo:
+    """The attention masks of a causal decoder, a prefix decoder and an encoder-decoder
+    (:func:`llmtrain.objectives.causal_mask`, :func:`llmtrain.objectives.prefix_lm_mask`,
+    :func:`llmtrain.objectives.encoder_decoder_masks`), with sliders for the sequence length
+    n and the prefix length n₀ (also the encoder's share of the n tokens; capped at n)."""
+    return Demo(
+        _masks,
+        _draw,
+        [
+            Slider("n", 2, N_MAX, 10, integer=True, label="sequence length n"),
+            Slider("prefix_length", 0, N_MAX, 4, integer=True, label="prefix length n₀"),
+        ],
+        figsize=(9.0, 3.5),
+    )
