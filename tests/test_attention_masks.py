@@ -12,9 +12,9 @@ from llmtrain.objectives.attention_masks import (
 )
 
 
-def qkv(n_q, n_k, seed=0, batch=2, d=8):
+def qkv(n_q, n_k, seed=0, batch=2, d_k=8):
     g = torch.Generator().manual_seed(seed)
-    return [torch.randn(batch, m, d, generator=g, dtype=torch.float64) for m in (n_q, n_k, n_k)]
+    return [torch.randn(batch, m, d_k, generator=g, dtype=torch.float64) for m in (n_q, n_k, n_k)]
 
 
 @pytest.mark.algorithm("alg-attention-masks")

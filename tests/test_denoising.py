@@ -49,9 +49,9 @@ def test_noise_counts_follow_t5s_formula():
         n, r, s = int(rng.integers(2, 600)), float(rng.uniform(0, 0.5)), float(rng.uniform(1, 8))
         assert noise_span_counts(n, r, s) == t5_counts(n, r, s)
         mask = random_spans_noise_mask(n, noise_density=r, mean_span_length=s, generator=1)
-        noise, S = t5_counts(n, r, s)
+        noise, n_span = t5_counts(n, r, s)
         assert mask.shape == (n,) and int(mask.sum()) == noise
-        assert len(runs(mask)) == S  # S spans of noise, separated by non-noise
+        assert len(runs(mask)) == n_span  # n_span spans of noise, separated by non-noise
         assert not mask[0] and mask[-1]  # starts with non-noise, as in T5
 
 
@@ -95,10 +95,10 @@ def test_span_corruption_is_inverted_exactly(seed):
     inputs, targets = span_corruption(
         ids, vocab_size=V, noise_density=r, mean_span_length=s, generator=seed
     )
-    noise, S = noise_span_counts(n, r, s)
-    assert inputs.numel() == n - noise + S and targets.numel() == noise + S
+    noise, n_span = noise_span_counts(n, r, s)
+    assert inputs.numel() == n - noise + n_span and targets.numel() == noise + n_span
     sentinels = inputs[inputs >= 900].tolist()
-    assert sentinels == list(range(999, 999 - S, -1))  # <extra_id_0>, <extra_id_1>, ...
+    assert sentinels == list(range(999, 999 - n_span, -1))  # <extra_id_0>, <extra_id_1>, ...
     assert targets[targets >= 900].tolist() == sentinels and int(targets[0]) == 999
     assert torch.equal(undo_span_corruption(inputs, targets, vocab_size=V), ids)
     again = span_corruption(ids, vocab_size=V, noise_density=r, mean_span_length=s, generator=seed)
@@ -224,16 +224,16 @@ def test_text_infilling_replaces_each_span_by_one_mask_and_can_be_undone(seed):
 
 
 @pytest.mark.algorithm("alg-text-infilling")
-@pytest.mark.parametrize("ν", [1.0, 3.0, 5.0])
-def test_infilling_span_lengths_are_poisson(ν):
+@pytest.mark.parametrize("w̄", [1.0, 3.0, 5.0])
+def test_infilling_span_lengths_are_poisson(w̄):
     lengths = []
     for seed in range(300):
-        out = text_infilling(doc(300, seed), mask_id=0, mask_ratio=0.3, span_rate=ν, generator=seed)
+        out = text_infilling(doc(300, seed), mask_id=0, mask_ratio=0.3, span_rate=w̄, generator=seed)
         lengths += out.lengths[:-1].tolist()  # the last span is cut short to hit the budget
     lengths = np.array(lengths)
     k = len(lengths)
-    assert abs(lengths.mean() - ν) < 5 * math.sqrt(ν / k)  # Poisson variance is ν
-    p0 = math.exp(-ν)
+    assert abs(lengths.mean() - w̄) < 5 * math.sqrt(w̄ / k)  # Poisson variance is w̄
+    p0 = math.exp(-w̄)
     assert abs((lengths == 0).mean() - p0) < 5 * math.sqrt(p0 * (1 - p0) / k)
     # Zero-length spans insert a mask without removing anything.
     assert (lengths == 0).any()

@@ -166,14 +166,14 @@ def test_synthetic_corpus_is_seeded_and_has_its_entropy_rate():
     a, b = synthetic_corpus(5000, seed=3), synthetic_corpus(5000, seed=3)
     assert a == b and a != synthetic_corpus(5000, seed=4) and len(a) == 5000
     assert set(a) <= set(DEFAULT_SOURCE.alphabet)
-    π, P = DEFAULT_SOURCE.stationary(), DEFAULT_SOURCE.transitions
-    np.testing.assert_allclose(π @ P, π, atol=1e-12)
+    π, A = DEFAULT_SOURCE.stationary(), DEFAULT_SOURCE.transitions
+    np.testing.assert_allclose(π @ A, π, atol=1e-12)
     # The empirical conditional entropy of a long sample approaches the entropy rate, and so
     # do the empirical character frequencies the stationary distribution.
     text = synthetic_corpus(200_000, seed=0)
     vocab = CharVocab(DEFAULT_SOURCE.alphabet)
     ids = vocab.encode(text).numpy()
-    counts = np.zeros_like(P)
+    counts = np.zeros_like(A)
     np.add.at(counts, (ids[:-1], ids[1:]), 1)
     freq = counts / counts.sum()
     cond = counts / np.maximum(counts.sum(1, keepdims=True), 1)

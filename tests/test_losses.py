@@ -252,22 +252,22 @@ def test_classical_losses_match_torch(seed):
 def test_binary_log_loss_is_finite_for_huge_logits_and_matches_its_closed_form():
     z = torch.tensor([-800.0, -2.0, 0.0, 3.0, 800.0], dtype=f64)
     y = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0], dtype=f64)
-    σ = torch.sigmoid
-    expected = [800.0, -math.log(1 - σ(z[1])), math.log(2), -math.log(σ(z[3])), 800.0]
+    sigmoid = torch.sigmoid
+    expected = [800.0, -math.log(1 - sigmoid(z[1])), math.log(2), -math.log(sigmoid(z[3])), 800.0]
     np.testing.assert_allclose(binary_log_loss(z, y, "none").numpy(), expected, rtol=1e-14)
 
 
 def test_hinge_loss_matches_torch_multi_margin_loss_on_two_classes():
-    # With scores (0, s) and classes 0 <-> y = -1, 1 <-> y = +1, multi_margin_loss is
-    # max(0, 1 - y s) / 2: half the binary hinge.
-    s = torch.linspace(-3, 3, 13, dtype=f64)
+    # With scores (0, ŷ) and classes 0 <-> y = -1, 1 <-> y = +1, multi_margin_loss is
+    # max(0, 1 - y ŷ) / 2: half the binary hinge.
+    ŷ = torch.linspace(-3, 3, 13, dtype=f64)
     for sign, cls in ((1, 1), (-1, 0)):
-        y = torch.full_like(s, sign)
+        y = torch.full_like(ŷ, sign)
         theirs = F.multi_margin_loss(
-            torch.stack([torch.zeros_like(s), s], 1), torch.full((13,), cls), reduction="none"
+            torch.stack([torch.zeros_like(ŷ), ŷ], 1), torch.full((13,), cls), reduction="none"
         )
         torch.testing.assert_close(
-            hinge_loss(s, y, reduction="none"), 2 * theirs, rtol=1e-15, atol=0
+            hinge_loss(ŷ, y, reduction="none"), 2 * theirs, rtol=1e-15, atol=0
         )
     # Closed form: zero beyond the margin, linear inside.
     value = hinge_loss(torch.tensor([2.0, 0.5, -1.0]), torch.tensor([1, 1, 1]), reduction="none")

@@ -181,7 +181,7 @@ def test_lookahead_form_is_pytorch_nesterov_after_a_change_of_variables(seed):
 
 @pytest.mark.algorithm("alg-nesterov-velocity")
 def test_lookahead_step_evaluates_the_gradient_ahead_of_the_parameters():
-    # Closed form on a quadratic with H = h: one step from (θ, u) with the gradient at θ + μ u.
+    # Closed form on a quadratic with ∇²L = h: one step from (θ, u) with the gradient at θ + μ u.
     h, α, μ = 3.0, 0.1, 0.9
     θ, u = np.array([1.0]), np.array([-0.4])
     seen = []
@@ -265,20 +265,20 @@ def test_convergence_region_is_where_the_spectral_radius_is_below_one():
 @pytest.mark.parametrize("κ", [4.0, 100.0, 1e4])
 def test_optimal_parameters_have_the_closed_form_rates_and_nothing_beats_them(κ):
     h_min, h_max = 0.5, 0.5 * κ
-    α_gd, q_gd = optimal_gd(h_min, h_max)
-    assert q_gd == pytest.approx((κ - 1) / (κ + 1), rel=1e-14)
-    assert gd_rate(α_gd, [h_min, h_max]) == pytest.approx(q_gd, rel=1e-12)
-    α, μ, q = optimal_heavy_ball(h_min, h_max)
-    assert q == pytest.approx((math.sqrt(κ) - 1) / (math.sqrt(κ) + 1), rel=1e-14)
-    assert μ == pytest.approx(q**2, rel=1e-14)
+    α_gd, rate_gd = optimal_gd(h_min, h_max)
+    assert rate_gd == pytest.approx((κ - 1) / (κ + 1), rel=1e-14)
+    assert gd_rate(α_gd, [h_min, h_max]) == pytest.approx(rate_gd, rel=1e-12)
+    α, μ, rate = optimal_heavy_ball(h_min, h_max)
+    assert rate == pytest.approx((math.sqrt(κ) - 1) / (math.sqrt(κ) + 1), rel=1e-14)
+    assert μ == pytest.approx(rate**2, rel=1e-14)
     assert α == pytest.approx(4 / (math.sqrt(h_min) + math.sqrt(h_max)) ** 2, rel=1e-14)
-    # At the optimum the extreme directions have a double root; the rate is q to ~√eps.
-    assert momentum_rate(α, μ, [h_min, h_max]) == pytest.approx(q, rel=1e-7)
+    # At the optimum the extreme directions have a double root; momentum_rate equals rate to ~√eps.
+    assert momentum_rate(α, μ, [h_min, h_max]) == pytest.approx(rate, rel=1e-7)
     # A dense grid around the optimum finds nothing faster.
     A, M = np.meshgrid(α * np.linspace(0.5, 1.5, 201), np.linspace(0, 0.9999, 201) * 1.0)
-    assert momentum_rate(A, M, [h_min, h_max]).min() >= q - 1e-7
+    assert momentum_rate(A, M, [h_min, h_max]).min() >= rate - 1e-7
     grid = np.linspace(0.01, 2 / h_max, 2001)
-    assert gd_rate(grid, [h_min, h_max]).min() >= q_gd - 1e-12
+    assert gd_rate(grid, [h_min, h_max]).min() >= rate_gd - 1e-12
 
 
 @pytest.mark.parametrize(
@@ -291,23 +291,23 @@ def test_measured_convergence_of_sgd_step_matches_the_predicted_rate(α, μ, lab
         α, μ, _ = optimal_heavy_ball(1.0, 100.0)
     elif α is None:
         α, _ = optimal_gd(1.0, 100.0)
-    q = momentum_rate(α, μ, problem.curvatures)
+    rate = momentum_rate(α, μ, problem.curvatures)
     T = 400
     run = minimize(sgd_step, problem, steps=T, lr=α, momentum=μ)
     assert not run.diverged
     error = np.linalg.norm(run.thetas, axis=1)
     measured = (error[T] / error[T // 2]) ** (2 / T)
-    # A double root (the optimum) decays like t q^t: allow its factor 2^(2/T) ≈ 1.0035.
-    assert measured == pytest.approx(q, rel=5e-3), label
+    # A double root (the optimum) decays like t rate^t: allow its factor 2^(2/T) ≈ 1.0035.
+    assert measured == pytest.approx(rate, rel=5e-3), label
 
 
 def test_steps_to_reduce_the_error_a_thousandfold_for_kappa_100():
-    _, q_gd = optimal_gd(1.0, 100.0)
-    _, _, q_hb = optimal_heavy_ball(1.0, 100.0)
-    assert (steps_to_reduce(q_gd, 1000), steps_to_reduce(q_hb, 1000)) == (346, 35)
-    for q in (q_gd, q_hb, 0.5):
-        t = steps_to_reduce(q, 1000)
-        assert q**t <= 1e-3 < q ** (t - 1)
+    _, rate_gd = optimal_gd(1.0, 100.0)
+    _, _, rate_hb = optimal_heavy_ball(1.0, 100.0)
+    assert (steps_to_reduce(rate_gd, 1000), steps_to_reduce(rate_hb, 1000)) == (346, 35)
+    for rate in (rate_gd, rate_hb, 0.5):
+        t = steps_to_reduce(rate, 1000)
+        assert rate**t <= 1e-3 < rate ** (t - 1)
 
 
 def test_diverging_parameters_are_predicted_and_reported():
@@ -412,12 +412,12 @@ def test_exercise_kappa_100_numbers():
 
     ns = run_solution("optimization/momentum.md", "ex-momentum-kappa100")
     assert ns["α_gd"] == pytest.approx(2 / 101, rel=1e-12)
-    assert ns["q_gd"] == pytest.approx(optimal_gd(1.0, 100.0)[1], rel=1e-12)
-    α, μ, q = optimal_heavy_ball(1.0, 100.0)
-    assert (ns["α_hb"], ns["μ_hb"], ns["q_hb"]) == pytest.approx((α, μ, q), rel=1e-12)
-    assert (ns["μ_hb"], ns["q_hb"]) == pytest.approx((81 / 121, 9 / 11), rel=1e-12)
+    assert ns["rate_gd"] == pytest.approx(optimal_gd(1.0, 100.0)[1], rel=1e-12)
+    α, μ, rate = optimal_heavy_ball(1.0, 100.0)
+    assert (ns["α_hb"], ns["μ_hb"], ns["rate_hb"]) == pytest.approx((α, μ, rate), rel=1e-12)
+    assert (ns["μ_hb"], ns["rate_hb"]) == pytest.approx((81 / 121, 9 / 11), rel=1e-12)
     assert (ns["steps_gd"], ns["steps_hb"]) == (346, 35)
-    assert (steps_to_reduce(q, 1000), steps_to_reduce(ns["q_gd"], 1000)) == (35, 346)
+    assert (steps_to_reduce(rate, 1000), steps_to_reduce(ns["rate_gd"], 1000)) == (35, 346)
 
 
 def test_exercise_effective_learning_rate():

@@ -106,29 +106,29 @@ def adaptive_paths_demo(problem=VALLEY, steps: int = 80) -> Demo:
 
 # -- Adam + L2 against AdamW --------------------------------------------------------------
 
-#: Gradient scales a_i of the coordinates of the weight-decay demo, from 0.01 to 100.
+#: Gradient scales h_i of the coordinates of the weight-decay demo, from 0.01 to 100.
 SCALES = np.logspace(-2, 2, 9)
 
 
 def weight_decay_comparison(
     weight_decay, lr, *, steps=400, scales=SCALES, noise=0.5, seed=0, average_over=200
 ):
-    """Adam with L2 regularisation against AdamW on L(θ) = Σ_i a_i (θ_i - 1)² / 2, whose
-    coordinates differ only in the scale a_i of their gradients; each gradient carries noise
-    of standard deviation ``noise`` · a_i.
+    """Adam with L2 regularisation against AdamW on L(θ) = Σ_i h_i (θ_i - 1)² / 2, whose
+    coordinates differ only in the scale h_i of their gradients; each gradient carries noise
+    of standard deviation ``noise`` · h_i.
 
     Both start at the unregularised minimum θ = 1 and see the same gradient noise. Returns a
     dict with the scales, the average of each run's last ``average_over`` iterates, and each
     run's effective decay per step: αλ / (√v̂_i + ε) for Adam with L2, where the decay term is
     divided by the same normaliser as the gradient, and αλ for AdamW.
     """
-    s = np.asarray(scales, dtype=float)
-    ξ = np.random.default_rng(seed).standard_normal((steps, s.size))
+    h = np.asarray(scales, dtype=float)
+    χ = np.random.default_rng(seed).standard_normal((steps, h.size))
     runs = {}
     for name, rule in (("Adam + L2", adam_step), ("AdamW", adamw_step)):
-        θ, state, tail = np.ones_like(s), {}, []
+        θ, state, tail = np.ones_like(h), {}, []
         for t in range(steps):
-            g = s * (θ - 1.0) + noise * s * ξ[t]
+            g = h * (θ - 1.0) + noise * h * χ[t]
             θ, state = rule(θ, g, state, lr=lr, weight_decay=weight_decay)
             if t >= steps - average_over:
                 tail.append(θ)
@@ -136,14 +136,14 @@ def weight_decay_comparison(
     adam_state = runs["Adam + L2"][1]
     v̂ = adam_state["exp_avg_sq"] / (1 - 0.999 ** adam_state["step"])
     return {
-        "scales": s,
+        "scales": h,
         "theta": {name: run[0] for name, run in runs.items()},
         "decay": {
             "Adam + L2": lr * weight_decay / (np.sqrt(v̂) + 1e-8),
-            "AdamW": np.full_like(s, lr * weight_decay),
+            "AdamW": np.full_like(h, lr * weight_decay),
         },
         # Where the expected gradient of L + λ‖θ‖²/2 vanishes: what L2 asks for.
-        "l2_solution": s / (s + weight_decay),
+        "l2_solution": h / (h + weight_decay),
     }
 
 
@@ -156,30 +156,30 @@ def _log_x(ax) -> None:
 
 def _draw_decay(fig, result, *, weight_decay, lr, **fixed):
     theta_ax, decay_ax = fig.subplots(1, 2)
-    s = result["scales"]
-    (l2_line,) = theta_ax.plot(s, result["l2_solution"], "k--", lw=1, label="L2 optimum a/(a+λ)")
+    h = result["scales"]
+    (l2_line,) = theta_ax.plot(h, result["l2_solution"], "k--", lw=1, label="L2 optimum h/(h+λ)")
     points = {}
-    for name, colour, marker in (("Adam + L2", "C3", "o"), ("AdamW", "C0", "s")):
+    for name, colour, marker in (("Adam + L2", "C3", "o"), ("AdamW", "C0", "h")):
         (points[name],) = theta_ax.plot(
-            s, result["theta"][name], marker=marker, color=colour, ls="-", label=name
+            h, result["theta"][name], marker=marker, color=colour, ls="-", label=name
         )
     _log_x(theta_ax)
     theta_ax.set_ylim(0, 1.1)
     theta_ax.axhline(1.0, color="grey", lw=0.6)
-    theta_ax.set_xlabel("gradient scale a_i of the coordinate")
+    theta_ax.set_xlabel("gradient scale h_i of the coordinate")
     theta_ax.set_ylabel("θ_i where the run settles")
     theta_ax.set_title("same λ, different solutions", fontsize=10, y=1.0)
     theta_ax.legend(fontsize=8, loc="lower right")
     theta_ax.grid(alpha=0.3)
     decays = {}
-    for name, colour, marker in (("Adam + L2", "C3", "o"), ("AdamW", "C0", "s")):
+    for name, colour, marker in (("Adam + L2", "C3", "o"), ("AdamW", "C0", "h")):
         (decays[name],) = decay_ax.plot(
-            s, result["decay"][name], marker=marker, color=colour, label=name
+            h, result["decay"][name], marker=marker, color=colour, label=name
         )
     _log_x(decay_ax)
     log_axis(decay_ax)
     decay_ax.set_ylim(1e-6, 1e1)
-    decay_ax.set_xlabel("gradient scale a_i of the coordinate")
+    decay_ax.set_xlabel("gradient scale h_i of the coordinate")
     decay_ax.set_ylabel("decay per step")
     decay_ax.set_title("effective weight decay per step", fontsize=10, y=1.0)
     decay_ax.legend(fontsize=8)

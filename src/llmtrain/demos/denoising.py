@@ -49,12 +49,12 @@ def _draw_spans(fig, result, **params):
     footer = fig.text(0.02, 0.06, "", fontsize=9, va="top")
 
     def update(result, *, noise_density, mean_span_length, seed):
-        inputs, targets, (n_noise, S) = result
+        inputs, targets, (n_noise, n_span) = result
         top.update([_name(i) for i in inputs], _kinds(inputs, "plain"))
         bottom.update([_name(i) for i in targets], _kinds(targets, "noise"))
         footer.set_text(
             f"n = {_N} tokens, r = {noise_density:.2f}, s̄ = {mean_span_length:.1f}: "
-            f"{n_noise} noise tokens in {S} spans; input {len(inputs)} tokens, "
+            f"{n_noise} noise tokens in {n_span} spans; input {len(inputs)} tokens, "
             f"target {len(targets)} tokens"
         )
 
@@ -112,7 +112,7 @@ def _draw_infill(fig, result, **params):
         bottom.update(tokens, kinds)
         w = out.lengths.tolist()
         footer.set_text(
-            f"{sum(w)} of {_N} tokens in {len(w)} spans, lengths drawn from Poisson(ν = "
+            f"{sum(w)} of {_N} tokens in {len(w)} spans, lengths drawn from Poisson(w̄ = "
             f"{span_rate:.1f}): {', '.join(map(str, w[:18]))}{' ...' if len(w) > 18 else ''}"
         )
 
@@ -122,14 +122,14 @@ def _draw_infill(fig, result, **params):
 
 def text_infilling_demo() -> Demo:
     """BART's text infilling (:func:`llmtrain.objectives.text_infilling`) of a short
-    passage, with sliders for the fraction r of tokens covered, the Poisson mean ν of the
+    passage, with sliders for the fraction r of tokens covered, the Poisson mean w̄ of the
     span lengths, and the seed."""
     return Demo(
         _infill,
         _draw_infill,
         [
             Slider("mask_ratio", 0.0, 0.6, 0.3, step=0.01, label="fraction covered r"),
-            Slider("span_rate", 0.5, 8.0, 3.0, step=0.5, label="mean span length ν"),
+            Slider("span_rate", 0.5, 8.0, 3.0, step=0.5, label="mean span length w̄"),
             Slider("seed", 0, 50, 0, integer=True, label="seed"),
         ],
         figsize=(9.0, 3.6),

@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from matplotlib.ticker import MaxNLocator
 
+from .._threads import one_torch_thread
 from ..objectives import DEFAULT_SOURCE, CharVocab, generate, train_bigram_lm
-from ..objectives.language_modelling import _one_thread
 from .demo import Demo, Slider
 
 __all__ = ["bigram_training_demo"]
@@ -29,7 +29,7 @@ def _run(*, lr, batch_size, momentum, steps, length, seed):
 def _sample(run, n_chars: int = 90) -> str:
     vocab = CharVocab(DEFAULT_SOURCE.alphabet)
     prompt = vocab.encode("t")[None]
-    with _one_thread():
+    with one_torch_thread():
         return vocab.decode(generate(run.model, prompt, n_chars - 1, seed=0)[0])
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from matplotlib.ticker import MaxNLocator
 
+from .._threads import one_torch_thread
 from ..objectives import cross_entropy
-from ..objectives.language_modelling import _one_thread
 from .demo import Demo, Slider
 
 __all__ = ["logit_demo"]
@@ -34,7 +34,7 @@ class LogitSweep:
 
 
 def _sweep(**params):
-    with _one_thread():
+    with one_torch_thread():
         return _sweep_logit(**params)
 
 

@@ -92,8 +92,8 @@ def _valley_runs(lr, momentum, kappa, steps):
 
 
 def _rate_text(rates) -> str:
-    q_gd, q_m = rates
-    return f"predicted rate q: GD {q_gd:.3f}, momentum {q_m:.3f}"
+    rate_gd, rate_m = rates
+    return f"predicted rate: GD {rate_gd:.3f}, momentum {rate_m:.3f}"
 
 
 def _valley_draw(fig, runs: Runs, *, lr, momentum, kappa, steps):
@@ -172,14 +172,14 @@ def valley_demo(steps: int = 100) -> Demo:
 
 @dataclass(frozen=True)
 class RateMap:
-    """The heavy-ball rate q over a grid of (α, μ) for curvatures (1/κ, 1), and the optima."""
+    """The heavy-ball rate over a grid of (α, μ) for curvatures (1/κ, 1), and the optima."""
 
     lr: np.ndarray
     momentum: np.ndarray
     rate: np.ndarray
     kappa: float
-    best: tuple[float, float, float]  # (α*, μ*, q*) of heavy ball
-    best_gd: tuple[float, float]  # (α*, q*) of gradient descent
+    best: tuple[float, float, float]  # (α*, μ*, rate*) of heavy ball
+    best_gd: tuple[float, float]  # (α*, rate*) of gradient descent
 
 
 LR_MAX = 4.2
@@ -195,9 +195,9 @@ def rate_map(kappa: float, resolution: int = 161) -> RateMap:
 
 
 def _rate_norm() -> FuncNorm:
-    # Equal colour steps for q = 0.9, 0.99, 0.999: the differences that matter are near 1.
-    def forward(q):
-        return -np.log10(1.0 - np.clip(q, 0.0, 0.9999))
+    # Equal colour steps for rate = 0.9, 0.99, 0.999: the differences that matter are near 1.
+    def forward(rate):
+        return -np.log10(1.0 - np.clip(rate, 0.0, 0.9999))
 
     def inverse(y):
         return 1.0 - 10.0 ** (-y)
@@ -228,7 +228,7 @@ def _rate_map_draw(fig, result: RateMap, *, kappa, resolution):
     )
     bar = fig.colorbar(image, ax=map_ax, ticks=[0.0, 0.5, 0.9, 0.99, 0.999])
     bar.ax.set_yticklabels(["0", "0.5", "0.9", "0.99", "0.999"])
-    bar.set_label("rate q (error shrinks like q^t)")
+    bar.set_label("rate (error shrinks like rate^t)")
     μ_line = np.linspace(0.0, 0.995, 2)
     (edge,) = map_ax.plot(2 * (1 + μ_line), μ_line, color="#b00020", linewidth=1.2)
     label = map_ax.text(3.0, 0.12, "diverges\n(gray)", color="#b00020", fontsize=9)
@@ -241,10 +241,12 @@ def _rate_map_draw(fig, result: RateMap, *, kappa, resolution):
     title = _title(map_ax, "\n")
 
     κs = np.geomspace(1.0, 1e4, 200)
-    q_gd = [optimal_gd(1.0 / k, 1.0)[1] for k in κs]
-    q_hb = [optimal_heavy_ball(1.0 / k, 1.0)[2] for k in κs]
-    kappa_ax.semilogx(κs, q_gd, color=GD_COLOR, label="GD, best α: (κ−1)/(κ+1)")
-    kappa_ax.semilogx(κs, q_hb, color=MOMENTUM_COLOR, label="heavy ball, best α, μ: (√κ−1)/(√κ+1)")
+    rate_gd = [optimal_gd(1.0 / k, 1.0)[1] for k in κs]
+    rate_hb = [optimal_heavy_ball(1.0 / k, 1.0)[2] for k in κs]
+    kappa_ax.semilogx(κs, rate_gd, color=GD_COLOR, label="GD, best α: (κ−1)/(κ+1)")
+    kappa_ax.semilogx(
+        κs, rate_hb, color=MOMENTUM_COLOR, label="heavy ball, best α, μ: (√κ−1)/(√κ+1)"
+    )
     marker = kappa_ax.axvline(kappa, color="black", linewidth=0.8, linestyle="--")
     kappa_ax.set_xlabel("condition number κ")
     kappa_ax.set_ylabel("best rate q")
@@ -259,13 +261,15 @@ def _rate_map_draw(fig, result: RateMap, *, kappa, resolution):
         if background.image is None and first_done:
             background.capture(dynamic)
         image.set_data(masked(result))
-        α, μ, q = result.best
+        α, μ, rate = result.best
         star.set_data([α], [μ])
         gd_dot.set_data([result.best_gd[0]], [0.0])
         marker.set_xdata([kappa, kappa])
         title.set_text(
-            f"κ = {kappa:.3g}: best heavy ball (star) α = {α:.2f}, μ = {μ:.2f}, q = {q:.3f}\n"
-            f"best gradient descent (dot) α = {result.best_gd[0]:.2f}, q = {result.best_gd[1]:.3f}"
+            f"κ = {kappa:.3g}: best heavy ball (star) α = {α:.2f}, μ = {μ:.2f}, "
+            f"rate = {rate:.3f}\n"
+            f"best gradient descent (dot) α = {result.best_gd[0]:.2f}, "
+            f"rate = {result.best_gd[1]:.3f}"
         )
 
     first_done = False

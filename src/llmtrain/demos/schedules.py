@@ -60,18 +60,18 @@ def expected_losses(rates, problem, noise: float) -> np.ndarray:
     """The expected loss E[L(θ_t)], t = 0..T, of SGD on a ``Quadratic`` whose gradients carry
     isotropic Gaussian noise of standard deviation ``noise``, run with the given rates.
 
-    Along an eigenvector with curvature h, the mean m and the variance v of the coordinate
-    follow m_t = (1 − α_t h) m_{t−1} and v_t = (1 − α_t h)² v_{t−1} + α_t² σ², and
-    E[L] = Σ h (m² + v) / 2: the exact curve that noisy runs scatter around."""
+    Along an eigenvector with curvature h, the mean and the variance of the coordinate follow
+    E[θ_t] = (1 − α_t h) E[θ_{t−1}] and Var(θ_t) = (1 − α_t h)² Var(θ_{t−1}) + α_t² σ², and
+    E[L] = Σ h (E[θ_t]² + Var(θ_t)) / 2: the exact curve that noisy runs scatter around."""
     h = np.array(problem.curvatures, dtype=float)
-    c, s = math.cos(problem.angle), math.sin(problem.angle)
-    m = np.array([[c, -s], [s, c]]).T @ np.array(problem.start, dtype=float)
-    v = np.zeros(2)
-    out = [0.5 * float(h @ (m**2 + v))]
+    cos, sin = math.cos(problem.angle), math.sin(problem.angle)
+    mean = np.array([[cos, -sin], [sin, cos]]).T @ np.array(problem.start, dtype=float)
+    var = np.zeros(2)
+    out = [0.5 * float(h @ (mean**2 + var))]
     for α in rates:
         f = 1.0 - α * h
-        m, v = f * m, f * f * v + α * α * noise * noise
-        out.append(0.5 * float(h @ (m**2 + v)))
+        mean, var = f * mean, f * f * var + α * α * noise * noise
+        out.append(0.5 * float(h @ (mean**2 + var)))
     return np.array(out)
 
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from .._threads import one_torch_thread
 from ..optim import Quadratic, accumulate_gradients, clip_by_global_norm, sgd_step
 from .demo import Demo, Slider
 from .plots import log_axis
@@ -140,20 +140,8 @@ def _model_and_data(B: int, seed: int = 0):
     return model, x, y
 
 
-@contextlib.contextmanager
-def _one_thread():
-    """Run torch on one thread: for models this small, waking a second thread costs far more
-    than it saves (tens of milliseconds per backward pass on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _accumulation_errors(K, batch_size, seed):
-    with _one_thread():
+    with one_torch_thread():
         return _errors(min(K, batch_size), batch_size, seed)
 
 

@@ -97,11 +97,11 @@ class Infilled(NamedTuple):
 def text_infilling(
     ids, *, mask_id: int, mask_ratio: float = 0.3, span_rate: float = 3.0, generator=0
 ) -> Infilled:
-    """BART's text infilling: replace random spans, of Poisson(ν) lengths, by one mask each.
+    """BART's text infilling: replace random spans, of Poisson(w̄) lengths, by one mask each.
 
     Implements :prf:ref:`alg-text-infilling`.
 
-    Span lengths w_k are drawn from a Poisson distribution with mean ν = ``span_rate`` until
+    Span lengths w_k are drawn from a Poisson distribution with mean w̄ = ``span_rate`` until
     they cover n_noise = ceil(r n) tokens (the last one is shortened to make the total exactly
     n_noise). The spans and the n - n_noise kept tokens are then arranged in a uniformly
     random order, so spans are disjoint; each span, including a span of length 0, leaves one
@@ -116,14 +116,14 @@ def text_infilling(
     mask_ratio : float
         Fraction r of the tokens to cover with spans, in [0, 1] (0.3 for BART-large).
     span_rate : float
-        Mean ν > 0 of the Poisson span lengths (3 in BART).
+        Mean w̄ > 0 of the Poisson span lengths (3 in BART).
     generator : int or torch.Generator
         Seed or generator of the random draws.
     """
     x = as_ids("ids", ids, ndim=1)
     mask_id = check_int("mask_id", mask_id, 0)
     ratio = check_real("mask_ratio", mask_ratio, 0.0, 1.0)
-    ν = check_real("span_rate", span_rate, 0.0, 100.0, low_open=True)
+    w̄ = check_real("span_rate", span_rate, 0.0, 100.0, low_open=True)
     g = torch_generator(generator)
     n = x.numel()
     n_noise = math.ceil(ratio * n - 1e-9)
@@ -132,15 +132,15 @@ def text_infilling(
     total = 0
     while total < n_noise:
         # Poisson draws in batches; stop as soon as the spans cover n_noise tokens.
-        for w in torch.poisson(torch.full((16,), ν, dtype=torch.float64), generator=g).tolist():
+        for w in torch.poisson(torch.full((16,), w̄, dtype=torch.float64), generator=g).tolist():
             lengths.append(min(int(w), n_noise - total))
             total += lengths[-1]
             if total >= n_noise:
                 break
-    S = len(lengths)
-    # A random order of the n - n_noise kept tokens and the S spans: choose the span slots.
-    slots = torch.zeros(n - n_noise + S, dtype=torch.bool)
-    slots[torch.randperm(n - n_noise + S, generator=g)[:S]] = True
+    n_span = len(lengths)
+    # A random order of the n - n_noise kept tokens and the n_span spans: choose the span slots.
+    slots = torch.zeros(n - n_noise + n_span, dtype=torch.bool)
+    slots[torch.randperm(n - n_noise + n_span, generator=g)[:n_span]] = True
     out, starts, i, k = [], [], 0, 0
     for is_span in slots.tolist():
         if is_span:

@@ -8,7 +8,6 @@ with a seeded training run on the synthetic corpus of :mod:`llmtrain.objectives`
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 
 from .._checks import check_int, check_real
+from .._threads import one_torch_thread
 from .losses import _check_reduction, cross_entropy, log_softmax
 from .synthetic_text import DEFAULT_SOURCE, CharVocab, MarkovSource, random_windows
 
@@ -101,8 +101,8 @@ def causal_lm_loss(
     Parameters
     ----------
     model : callable
-        ``model(inputs) -> logits``: token ids of shape ``(B, m)`` to logits of shape
-        ``(B, m, V)``, where ``logits[b, t]`` may depend on ``inputs[b, :t + 1]`` only (a
+        ``model(inputs) -> logits``: token ids of shape ``(B, n - 1)`` to logits of shape
+        ``(B, n - 1, V)``, where ``logits[i, t]`` may depend on ``inputs[i, :t + 1]`` only (a
         causal model, for example a transformer with :func:`llmtrain.objectives.causal_mask`).
         Teacher forcing: the model always reads the true previous tokens, never its own
         predictions.
@@ -116,7 +116,7 @@ def causal_lm_loss(
         ε_ls in [0, 1], as in :func:`llmtrain.objectives.cross_entropy`.
     reduction : str
         ``"mean"`` over the (not ignored) predicted tokens, ``"sum"``, or ``"none"``
-        (shape ``(B, n - 1)``: entry ``[b, t]`` is ``-ln p_θ(x_{t+2} | x_{1:t+1})``).
+        (shape ``(B, n - 1)``: entry ``[i, t]`` is ``-ln p_θ(x_{t+2} | x_{1:t+1})``).
 
     Returns
     -------
@@ -127,7 +127,7 @@ def causal_lm_loss(
         raise TypeError(f"model must be callable, got {type(model).__name__}")
     reduction = _check_reduction(reduction)
     x, y = shift_tokens(ids, padding, ignore_index)  # inputs x_{1:n-1}, targets x_{2:n}
-    z = model(x)  # z[b, t] scores x_{t+2} given x_{1:t+1}
+    z = model(x)  # z[i, t] scores x_{t+2} given x_{1:t+1}
     if not isinstance(z, torch.Tensor) or z.ndim != 3 or z.shape[:2] != x.shape:
         shape = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
         raise ValueError(
@@ -266,9 +266,10 @@ def arithmetic_encode(symbols: Sequence[int], distributions: Sequence[Sequence[f
     """Encode ``symbols`` with an exact arithmetic code under per-step distributions.
 
     Step t narrows an interval of [0, 1) to the slice that ``distributions[t]`` gives
-    ``symbols[t]``; the final interval has width P = Π_t q_t(x_t). The code is the shortest
-    binary fraction whose dyadic interval lies inside it, of at most ``⌈-log₂ P⌉ + 1`` bits,
-    so less than the ideal code length ``-log₂ P`` (:func:`code_length`) plus 2
+    ``symbols[t]``; the final interval has width Π_t q_t(x_t), the probability of the whole
+    sequence. The code is the shortest binary fraction whose dyadic interval lies inside it,
+    of at most ``⌈-log₂ Π_t q_t(x_t)⌉ + 1`` bits, so less than the ideal code length
+    ``-log₂ Π_t q_t(x_t)`` (:func:`code_length`) plus 2
     (Cover and Thomas, 2006, section 13.3). Exact rational arithmetic: meant for short
     sequences, to check the bound, not for speed.
 
@@ -330,7 +331,7 @@ def arithmetic_decode(code: str, distributions: Sequence[Sequence[float]]) -> li
 class BigramLM(torch.nn.Module):
     """The smallest causal language model: a table of V × V logits, row = previous token.
 
-    ``model(ids)[b, t] = W[ids[b, t]]``: the next token's logits depend on the current token
+    ``model(ids)[i, t] = W[ids[i, t]]``: the next token's logits depend on the current token
     only. On a first-order Markov source (:class:`llmtrain.objectives.MarkovSource`) this
     model can represent the true conditionals, so its loss can reach the entropy rate.
 
@@ -356,39 +357,27 @@ class BigramLM(torch.nn.Module):
     ):
         super().__init__()
         V = check_int("vocab_size", vocab_size, 2)
-        σ = check_real("init_scale", init_scale, 0.0)
+        scale = check_real("init_scale", init_scale, 0.0)
         g = torch.Generator().manual_seed(check_int("seed", seed, 0))
-        self.W = torch.nn.Parameter(σ * torch.randn(V, V, generator=g, dtype=dtype))
+        self.W = torch.nn.Parameter(scale * torch.randn(V, V, generator=g, dtype=dtype))
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return torch.nn.functional.embedding(ids, self.W)
 
     def population_loss(self, source: MarkovSource) -> float:
         """The expected loss in nats per token on text drawn from ``source`` (whose alphabet
-        must be the model's vocabulary): ``Σ_i π_i Σ_j P_ij (-ln q_ij)``, computed exactly."""
+        must be the model's vocabulary): ``Σ_i π_i Σ_j A_ij (-ln q_ij)``, computed exactly."""
         return float(_population_losses(self.W.detach()[None], source)[0])
 
 
 def _population_losses(Ws: torch.Tensor, source: MarkovSource) -> np.ndarray:
     """Expected loss of each bigram logit table in ``Ws`` (shape ``(T, V, V)``)."""
-    P = torch.as_tensor(source.transitions, dtype=torch.float64)
-    if P.shape != Ws.shape[1:]:
+    A = torch.as_tensor(source.transitions, dtype=torch.float64)
+    if A.shape != Ws.shape[1:]:
         raise ValueError(f"source must have {Ws.shape[1]} characters, got {source.vocab_size}")
     π = torch.as_tensor(source.stationary(), dtype=torch.float64)
     log_q = log_softmax(Ws.to(torch.float64), dim=-1)
-    return (-(π[:, None] * P * log_q).sum(dim=(-2, -1))).numpy()
-
-
-@contextlib.contextmanager
-def _one_thread():
-    """Run torch on one thread: the tensors of a tiny model are far too small to gain from
-    parallel kernels, and on a busy machine waiting for a second thread can cost 10x."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+    return (-(π[:, None] * A * log_q).sum(dim=(-2, -1))).numpy()
 
 
 _CORPUS_CACHE: dict = {}
@@ -477,7 +466,7 @@ def train_bigram_lm(
         minibatch loss exceeds 10 ln V or stops being finite ends there, with ``diverged_at``
         set.
     """
-    with _one_thread():
+    with one_torch_thread():
         return _train_bigram_lm(lr, batch_size, momentum, steps, length, n_chars, seed, source)
 
 

@@ -64,17 +64,17 @@ def logsumexp(z: torch.Tensor, dim: int = -1) -> torch.Tensor:
 
     Implements :prf:ref:`alg-log-softmax`.
 
-    With m = max_k z_k, ``ln Σ_k exp(z_k) = m + ln Σ_k exp(z_k - m)``: every exponent is at
-    most 0, so no term overflows, and the largest term is exactly 1, so the sum never
-    underflows to 0. The dimension ``dim`` is removed from the result.
+    With z_max = max_k z_k, ``ln Σ_k exp(z_k) = z_max + ln Σ_k exp(z_k - z_max)``: every
+    exponent is at most 0, so no term overflows, and the largest term is exactly 1, so the sum
+    never underflows to 0. The dimension ``dim`` is removed from the result.
     """
     z = _check_float_tensor("z", z)
     dim = _check_dim(z, dim)
-    m = z.detach().amax(dim=dim, keepdim=True)
+    z_max = z.detach().amax(dim=dim, keepdim=True)
     # A slice that is all -inf (or holds +inf) has no finite maximum to subtract; shifting by
     # 0 there gives the right answer, -inf (or +inf).
-    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
-    return (m + torch.log(torch.exp(z - m).sum(dim=dim, keepdim=True))).squeeze(dim)
+    z_max = torch.where(torch.isfinite(z_max), z_max, torch.zeros_like(z_max))
+    return (z_max + torch.log(torch.exp(z - z_max).sum(dim=dim, keepdim=True))).squeeze(dim)
 
 
 def log_softmax(z: torch.Tensor, dim: int = -1) -> torch.Tensor:
@@ -218,11 +218,12 @@ def squared_error(
 def binary_log_loss(
     logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean"
 ) -> torch.Tensor:
-    """Log loss of a binary classifier that outputs a logit z, with p = σ(z) = P(y = 1).
+    """Log loss of a binary classifier that outputs a logit z; p = sigmoid(z) is Pr(y = 1).
 
-    ``-y ln σ(z) - (1 - y) ln(1 - σ(z)) = max(z, 0) - y z + ln(1 + exp(-|z|))``, the form
-    used here, which is finite for any z. Targets are in [0, 1] (soft labels allowed). Same
-    numbers as ``torch.nn.functional.binary_cross_entropy_with_logits``.
+    ``-y ln sigmoid(z) - (1 - y) ln(1 - sigmoid(z))``
+    ``= max(z, 0) - y z + ln(1 + exp(-|z|))``, the form used here, which is finite for any z.
+    Targets are in [0, 1] (soft labels allowed). Same numbers as
+    ``torch.nn.functional.binary_cross_entropy_with_logits``.
     """
     z = _check_float_tensor("logits", logits)
     y = _check_float_tensor("targets", targets)
@@ -241,45 +242,47 @@ def binary_log_loss(
 def hinge_loss(
     scores: torch.Tensor, targets: torch.Tensor, margin: float = 1.0, reduction: str = "mean"
 ) -> torch.Tensor:
-    """The hinge loss ``max(0, margin - y s)`` of a binary classifier with labels y = ±1.
+    """The hinge loss ``max(0, ξ - y ŷ)`` of a binary classifier with labels y = ±1.
 
-    Zero once an example is on the right side of the boundary by at least ``margin``
-    (its margin y s ≥ margin), linear otherwise: the loss of support vector machines
-    (Cortes and Vapnik, 1995).
+    ``scores`` holds the real-valued scores ŷ and ``margin`` is ξ. Zero once an example is on
+    the right side of the boundary by at least ξ (its margin y ŷ ≥ ξ), linear otherwise: the
+    loss of support vector machines (Cortes and Vapnik, 1995).
     """
-    s = _check_float_tensor("scores", scores)
+    ŷ = _check_float_tensor("scores", scores)
     if not isinstance(targets, torch.Tensor):
         raise TypeError(f"targets must be a torch tensor, got {type(targets).__name__}")
-    m = check_real("margin", margin, 0.0)
+    ξ = check_real("margin", margin, 0.0)
     reduction = _check_reduction(reduction)
-    if s.shape != targets.shape:
+    if ŷ.shape != targets.shape:
         raise ValueError(
-            f"scores and targets must have the same shape, got {tuple(s.shape)} and "
+            f"scores and targets must have the same shape, got {tuple(ŷ.shape)} and "
             f"{tuple(targets.shape)}"
         )
     if not bool(((targets == 1) | (targets == -1)).all()):
         raise ValueError("targets must be -1 or +1")
-    return _reduce(torch.clamp(m - targets.to(s.dtype) * s, min=0), reduction)
+    return _reduce(torch.clamp(ξ - targets.to(ŷ.dtype) * ŷ, min=0), reduction)
 
 
 def ranking_hinge_loss(
     better: torch.Tensor, worse: torch.Tensor, margin: float = 1.0, reduction: str = "mean"
 ) -> torch.Tensor:
-    """The pairwise ranking hinge ``max(0, margin - (s_better - s_worse))``.
+    """The pairwise ranking hinge ``max(0, ξ - (ŷ_a - ŷ_b))``.
 
-    Zero once the preferred item outscores the other by at least ``margin``. Same numbers as
+    ``better`` holds the scores ŷ_a of the preferred items, ``worse`` the scores ŷ_b of the
+    others, and ``margin`` is ξ. Zero once the preferred item outscores the other by at least
+    ξ. Same numbers as
     ``torch.nn.functional.margin_ranking_loss(better, worse, torch.ones_like(better), margin)``.
     """
-    s_b = _check_float_tensor("better", better)
-    s_w = _check_float_tensor("worse", worse)
-    m = check_real("margin", margin, 0.0)
+    ŷ_a = _check_float_tensor("better", better)
+    ŷ_b = _check_float_tensor("worse", worse)
+    ξ = check_real("margin", margin, 0.0)
     reduction = _check_reduction(reduction)
-    if s_b.shape != s_w.shape:
+    if ŷ_a.shape != ŷ_b.shape:
         raise ValueError(
-            f"better and worse must have the same shape, got {tuple(s_b.shape)} and "
-            f"{tuple(s_w.shape)}"
+            f"better and worse must have the same shape, got {tuple(ŷ_a.shape)} and "
+            f"{tuple(ŷ_b.shape)}"
         )
-    return _reduce(torch.clamp(m - (s_b - s_w), min=0), reduction)
+    return _reduce(torch.clamp(ξ - (ŷ_a - ŷ_b), min=0), reduction)
 
 
 def _check_distribution(name: str, p) -> torch.Tensor:

@@ -80,15 +80,16 @@ def mask_tokens(
     special = [check_int("special_ids", s, 0, V - 1) for s in special_ids]
     g = torch_generator(generator)
 
-    # One uniform draw per position decides selection, a second how a selected token changes.
-    u_select = torch.rand(x.shape, generator=g, dtype=torch.float64)
-    u_action = torch.rand(x.shape, generator=g, dtype=torch.float64)
+    # One uniform draw per position decides selection, a second (υ_i) how a selected token
+    # changes.
+    υ_select = torch.rand(x.shape, generator=g, dtype=torch.float64)
+    υ_action = torch.rand(x.shape, generator=g, dtype=torch.float64)
     random_tokens = torch.randint(0, V, x.shape, generator=g)
 
     candidate = ~torch.isin(x, torch.tensor(special, dtype=torch.int64))
-    selected = candidate & (u_select < p_mask)
-    to_mask = selected & (u_action < f_mask)
-    to_random = selected & (u_action >= f_mask) & (u_action < f_mask + f_random)
+    selected = candidate & (υ_select < p_mask)
+    to_mask = selected & (υ_action < f_mask)
+    to_random = selected & (υ_action >= f_mask) & (υ_action < f_mask + f_random)
 
     x̃ = torch.where(to_mask, torch.tensor(mask_id), x)
     x̃ = torch.where(to_random, random_tokens, x̃)
@@ -138,10 +139,10 @@ def nsp_pairs(documents: Sequence[Sequence], *, generator=0) -> list[SentencePai
 
     Implements :prf:ref:`alg-nsp-pairs`.
 
-    Every segment that has a successor in its document becomes a first segment A. With
-    probability 1/2, B is that successor (``is_next=True``, "IsNext"); otherwise B is a
-    segment drawn uniformly from a different document, chosen uniformly among the others
-    (``is_next=False``, "NotNext").
+    Every segment that has a successor in its document becomes a first segment A (upright
+    names, as in BERT's ``[CLS] A [SEP] B [SEP]``). With probability 1/2, B is that successor
+    (``is_next=True``, "IsNext"); otherwise B is a segment drawn uniformly from a different
+    document, chosen uniformly among the others (``is_next=False``, "NotNext").
 
     Parameters
     ----------
@@ -158,20 +159,20 @@ def nsp_pairs(documents: Sequence[Sequence], *, generator=0) -> list[SentencePai
             f"documents must hold at least 2 documents (NotNext segments come from another "
             f"document), got {len(documents)}"
         )
-    for d, doc in enumerate(documents):
+    for i_doc, doc in enumerate(documents):
         if isinstance(doc, str) or not isinstance(doc, Sequence) or len(doc) == 0:
-            raise ValueError(f"documents[{d}] must be a non-empty sequence of segments")
+            raise ValueError(f"documents[{i_doc}] must be a non-empty sequence of segments")
     g = torch_generator(generator)
-    D = len(documents)
+    n_docs = len(documents)
     pairs = []
-    for d, doc in enumerate(documents):
+    for i_doc, doc in enumerate(documents):
         for i in range(len(doc) - 1):
             if torch.rand((), generator=g).item() < 0.5:
                 pairs.append(SentencePair(doc[i], doc[i + 1], True))
                 continue
-            # A document other than d, uniformly: draw from D - 1 and skip over d.
-            other = int(torch.randint(0, D - 1, (), generator=g))
-            other += other >= d
+            # A document other than this one, uniformly: draw from n_docs - 1, skip over i_doc.
+            other = int(torch.randint(0, n_docs - 1, (), generator=g))
+            other += other >= i_doc
             j = int(torch.randint(0, len(documents[other]), (), generator=g))
             pairs.append(SentencePair(doc[i], documents[other][j], False))
     return pairs

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from .._checks import check_int, check_real
+from .._threads import one_torch_thread
 from ..optim import SGD
 from .attention_masks import causal_mask
 from .language_modelling import causal_lm_loss
@@ -96,14 +97,8 @@ def _data(n_chars: int, seed: int):
 
 @functools.lru_cache(maxsize=256)
 def _cached(lr, batch_size, momentum, steps, context, seed) -> ObjectiveCurves:
-    # The tensors are tiny: one thread avoids the cost of waking others for every operation,
-    # which on a busy machine made the run ten times slower. The setting is restored after.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_torch_thread():
         return _train(lr, batch_size, momentum, steps, context, seed)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _train(lr, batch_size, momentum, steps, context, seed) -> ObjectiveCurves:

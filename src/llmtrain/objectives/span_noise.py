@@ -3,9 +3,9 @@
 The counts follow ``random_spans_noise_mask`` of the T5 code base: for a sequence of n
 tokens, noise density r and mean span length s̄,
 
-    n_noise = clip(round(n r), 1, n - 1),   S = max(round(n_noise / s̄), 1),
+    n_noise = clip(round(n r), 1, n - 1),   n_span = max(round(n_noise / s̄), 1),
 
-and the mask is a random alternation of S non-noise and S noise spans, starting with a
+and the mask is a random alternation of n_span non-noise and n_span noise spans, starting with a
 non-noise span, all such masks being equally likely. (``round`` is round-half-to-even, as in
 T5.) Sentinel k is the id ``vocab_size - 1 - k``, as T5's ``<extra_id_k>``.
 """
@@ -28,17 +28,17 @@ __all__ = [
 
 
 def noise_span_counts(n: int, noise_density: float, mean_span_length: float) -> tuple[int, int]:
-    """Number of noise tokens n_noise and of noise spans S for a sequence of ``n`` tokens.
+    """Number of noise tokens n_noise and of noise spans n_span for a sequence of ``n`` tokens.
 
-    As T5's ``random_spans_noise_mask``, with one safeguard: S is capped at the number of
+    As T5's ``random_spans_noise_mask``, with one safeguard: n_span is capped at the number of
     non-noise tokens, so that every non-noise span can be non-empty (T5 fails there).
     """
     n = check_int("n", n, 2)
     r = check_real("noise_density", noise_density, 0.0, 1.0)
     s̄ = check_real("mean_span_length", mean_span_length, 1.0)
     n_noise = min(max(round(n * r), 1), n - 1)
-    S = max(round(n_noise / s̄), 1)
-    return n_noise, min(S, n - n_noise)
+    n_span = max(round(n_noise / s̄), 1)
+    return n_noise, min(n_span, n - n_noise)
 
 
 def _random_segmentation(items: int, segments: int, g: torch.Generator) -> torch.Tensor:
@@ -58,13 +58,13 @@ def random_spans_noise_mask(
 
     See :func:`noise_span_counts` for the number of noise tokens and spans.
     """
-    n_noise, S = noise_span_counts(n, noise_density, mean_span_length)
+    n_noise, n_span = noise_span_counts(n, noise_density, mean_span_length)
     g = torch_generator(generator)
-    noise_lengths = _random_segmentation(n_noise, S, g)
-    keep_lengths = _random_segmentation(n - n_noise, S, g)
+    noise_lengths = _random_segmentation(n_noise, n_span, g)
+    keep_lengths = _random_segmentation(n - n_noise, n_span, g)
     # Interleave: keep_0, noise_0, keep_1, noise_1, ...
     lengths = torch.stack([keep_lengths, noise_lengths], dim=1).reshape(-1)
-    is_noise = torch.tensor([False, True]).repeat(S)
+    is_noise = torch.tensor([False, True]).repeat(n_span)
     return torch.repeat_interleave(is_noise, lengths)
 
 
@@ -114,17 +114,17 @@ def span_corruption(
     # Span number of every position: which noise span (or which gap before one) it is in.
     starts = mask & ~torch.cat([torch.tensor([False]), mask[:-1]])
     span = torch.cumsum(starts.long(), 0) - 1  # index k of the noise span a token belongs to
-    S = int(starts.sum())
-    if S > n_sent:
+    n_span = int(starts.sum())
+    if n_span > n_sent:
         raise ValueError(
-            f"num_sentinels must be at least the number of noise spans ({S}), got {n_sent}"
+            f"num_sentinels must be at least the number of noise spans ({n_span}), got {n_sent}"
         )
     sentinel = V - 1 - span
     # Input: keep the non-noise tokens; at a span's first token write its sentinel.
     inputs = torch.where(starts, sentinel, x)[~mask | starts]
     # Target: at a span's first token, the sentinel then the token; other noise tokens as is.
     pieces = []
-    for k in range(S):
+    for k in range(n_span):
         pieces += [torch.tensor([V - 1 - k]), x[mask & (span == k)]]
     targets = torch.cat(pieces)
     return inputs, targets

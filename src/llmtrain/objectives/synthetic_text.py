@@ -41,31 +41,31 @@ class MarkovSource:
     alphabet : str
         The characters, one per state, in a fixed order.
     transitions : numpy.ndarray
-        Row-stochastic matrix of shape ``(V, V)``: ``transitions[i, j]`` is the probability
-        that character ``alphabet[j]`` follows ``alphabet[i]``.
+        Row-stochastic matrix A of shape ``(V, V)``: ``transitions[i, j]`` is the
+        probability A_ij that character ``alphabet[j]`` follows ``alphabet[i]``.
 
     Notes
     -----
     The chain starts in its stationary distribution π, so every position of a sample has the
     same marginal distribution and the entropy rate is
-    ``H = -Σ_i π_i Σ_j P_ij ln P_ij`` nats per character (Shannon, 1948).
+    ``H̄ = -Σ_i π_i Σ_j A_ij ln A_ij`` nats per character (Shannon, 1948).
     """
 
     alphabet: str
     transitions: np.ndarray
 
     def __post_init__(self):
-        P = np.asarray(self.transitions, dtype=np.float64)
+        A = np.asarray(self.transitions, dtype=np.float64)
         V = len(self.alphabet)
         if len(set(self.alphabet)) != V or V < 2:
             raise ValueError(
                 f"alphabet must hold at least 2 distinct characters, got {self.alphabet!r}"
             )
-        if P.shape != (V, V):
-            raise ValueError(f"transitions must have shape ({V}, {V}), got {P.shape}")
-        if np.any(P < 0) or not np.allclose(P.sum(axis=1), 1.0, atol=1e-12):
+        if A.shape != (V, V):
+            raise ValueError(f"transitions must have shape ({V}, {V}), got {A.shape}")
+        if np.any(A < 0) or not np.allclose(A.sum(axis=1), 1.0, atol=1e-12):
             raise ValueError("transitions must be non-negative with rows that sum to 1")
-        object.__setattr__(self, "transitions", P)
+        object.__setattr__(self, "transitions", A)
         object.__setattr__(self, "_π", self._solve_stationary())
 
     @classmethod
@@ -88,24 +88,24 @@ class MarkovSource:
         return len(self.alphabet)
 
     def stationary(self) -> np.ndarray:
-        """The stationary distribution π (π P = π, Σ π = 1)."""
+        """The stationary distribution π (π A = π, Σ π = 1)."""
         return self._π.copy()
 
     def _solve_stationary(self) -> np.ndarray:
         V = self.vocab_size
-        # Solve π (P - I) = 0 together with Σ π = 1 as one least-squares system.
-        A = np.vstack([(self.transitions - np.eye(V)).T, np.ones((1, V))])
-        b = np.zeros(V + 1)
-        b[-1] = 1.0
-        π = np.linalg.lstsq(A, b, rcond=None)[0]
+        # Solve π (A - I) = 0 together with Σ π = 1 as one least-squares system.
+        system = np.vstack([(self.transitions - np.eye(V)).T, np.ones((1, V))])
+        rhs = np.zeros(V + 1)
+        rhs[-1] = 1.0
+        π = np.linalg.lstsq(system, rhs, rcond=None)[0]
         return np.clip(π, 0.0, None) / np.clip(π, 0.0, None).sum()
 
     def entropy_rate(self) -> float:
-        """The entropy rate H in nats per character: the lowest expected loss (cross-entropy
+        """The entropy rate H̄ in nats per character: the lowest expected loss (cross-entropy
         per character) that any model of this source can reach."""
-        P = self.transitions
+        A = self.transitions
         with np.errstate(divide="ignore", invalid="ignore"):
-            plogp = np.where(P > 0, P * np.log(P), 0.0)
+            plogp = np.where(A > 0, A * np.log(A), 0.0)
         return float(-(self.stationary() * plogp.sum(axis=1)).sum())
 
     def sample(self, n_chars: int, seed: int = 0) -> str:

@@ -36,13 +36,14 @@ class EarlyStopping:
     Attributes
     ----------
     best : float
-        The best value seen so far (inf, or -inf in ``"max"`` mode, before the first).
+        L_best: the best value seen so far (inf, or -inf in ``"max"`` mode, before the first).
     best_step : int or None
-        The index (0, 1, 2, ...) of the evaluation that gave :attr:`best`.
+        j_best: the index (evaluations j = 0, 1, 2, ...) of the evaluation that gave
+        :attr:`best`.
     best_params : object
         A deep copy of the ``params`` passed with the best evaluation: what to restore.
     wait : int
-        Evaluations since the best one.
+        n_wait: evaluations since the best one.
     stopped_step : int or None
         The index of the evaluation at which the rule said stop, or None.
 

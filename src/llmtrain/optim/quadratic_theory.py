@@ -1,9 +1,10 @@
 """How fast gradient descent and momentum converge on a quadratic, in closed form.
 
-On L(θ) = ½ (θ - θ*)ᵀ H (θ - θ*), each eigendirection of H with curvature h evolves on its
+On L(θ) = ½ (θ - θ*)ᵀ ∇²L (θ - θ*), each eigendirection of ∇²L with curvature h evolves on its
 own, and momentum turns that evolution into a two-dimensional linear recurrence with the
-iteration matrix R of :func:`iteration_matrix`. The convergence rate is the spectral radius q
-of R (the largest eigenvalue in absolute value), taken over all curvatures of the problem
+iteration matrix R of :func:`iteration_matrix`. The convergence rate, written rate, is the
+spectral radius of R (the largest eigenvalue in absolute value), taken over all curvatures of
+the problem
 (Polyak 1964; Goh 2017). These are analysis functions, not update rules: they predict what
 :func:`sgd_step` does, and the tests check the predictions against it.
 
@@ -78,11 +79,12 @@ def iteration_matrix(lr: float, momentum: float, h: float, *, nesterov: bool = F
 
 
 def momentum_rate(lr, momentum, h, *, nesterov: bool = False):
-    """The spectral radius q = max(abs(z₁), abs(z₂)) of :func:`iteration_matrix`, in closed form.
+    """The convergence rate = max(abs(ψ₁), abs(ψ₂)) of :func:`iteration_matrix`, in closed form.
 
-    The eigenvalues z are the roots of z² - τ z + d = 0 with τ = 1 + μ - αh and d = μ for
-    heavy ball, τ = (1 + μ)(1 - αh) and d = μ(1 - αh) for Nesterov. The error along the
-    direction shrinks like q^t (t q^t when the roots coincide); q ≥ 1 means divergence.
+    The eigenvalues ψ are the roots of Ψ(ψ) = ψ² - tr ψ + det = 0, with the trace
+    tr = 1 + μ - αh and the determinant det = μ of R for heavy ball, tr = (1 + μ)(1 - αh) and
+    det = μ(1 - αh) for Nesterov. The error along the
+    direction shrinks like rate^t (t rate^t when the roots coincide); rate ≥ 1 means divergence.
 
     ``h`` may be an array of curvatures: the result is then the rate of the slowest
     direction, the maximum over the last axis. ``lr`` and ``momentum`` broadcast against each
@@ -96,15 +98,15 @@ def momentum_rate(lr, momentum, h, *, nesterov: bool = False):
     αh = α[..., None] * curvatures
     μ_ = μ[..., None]
     if nesterov:
-        τ, d = (1.0 + μ_) * (1.0 - αh), μ_ * (1.0 - αh)
+        tr, det = (1.0 + μ_) * (1.0 - αh), μ_ * (1.0 - αh)
     else:
-        τ, d = 1.0 + μ_ - αh, np.broadcast_to(μ_, αh.shape)
-    disc = τ * τ - 4.0 * d
+        tr, det = 1.0 + μ_ - αh, np.broadcast_to(μ_, αh.shape)
+    disc = tr * tr - 4.0 * det
     root = np.sqrt(np.abs(disc))
-    # Real roots: the larger |z| is (|τ| + √disc) / 2. Complex pair: |z|² = z z̄ = d.
-    q = np.where(disc >= 0.0, (np.abs(τ) + root) / 2.0, np.sqrt(np.abs(d)))
-    q = q.max(axis=-1)
-    return float(q) if q.ndim == 0 else q
+    # Real roots: the larger |ψ| is (|tr| + √disc) / 2. Complex pair: |ψ|² = ψ ψ̄ = det.
+    rate = np.where(disc >= 0.0, (np.abs(tr) + root) / 2.0, np.sqrt(np.abs(det)))
+    rate = rate.max(axis=-1)
+    return float(rate) if rate.ndim == 0 else rate
 
 
 def gd_rate(lr, h):
@@ -115,7 +117,7 @@ def gd_rate(lr, h):
 def heavy_ball_converges(lr, momentum, h):
     """Whether heavy-ball momentum converges along curvature h > 0: 0 < αh < 2(1 + μ).
 
-    This is the region where both roots of z² - (1 + μ - αh) z + μ lie inside the unit
+    This is the region where both roots of ψ² - (1 + μ - αh) ψ + μ lie inside the unit
     circle (for 0 ≤ μ < 1); broadcasting as :func:`momentum_rate` does, over all h.
     """
     α = _check_array("lr", lr, 0.0)
@@ -137,18 +139,18 @@ def optimal_gd(h_min: float, h_max: float) -> tuple[float, float]:
 def optimal_heavy_ball(h_min: float, h_max: float) -> tuple[float, float, float]:
     """Polyak's optimal heavy-ball parameters for curvatures in [h_min, h_max].
 
-    Returns ``(α*, μ*, q*)`` with α* = (2 / (√h_max + √h_min))², μ* = ((√κ - 1) / (√κ + 1))²
-    and rate q* = √μ* = (√κ - 1) / (√κ + 1), κ = h_max / h_min.
+    Returns ``(α*, μ*, rate*)`` with α* = (2 / (√h_max + √h_min))², μ* = ((√κ - 1) / (√κ + 1))²
+    and rate* = √μ* = (√κ - 1) / (√κ + 1), κ = h_max / h_min.
     """
     h_min, h_max = _check_curvatures(h_min, h_max)
     s_min, s_max = math.sqrt(h_min), math.sqrt(h_max)
-    q = (s_max - s_min) / (s_max + s_min)
-    return (2.0 / (s_max + s_min)) ** 2, q * q, q
+    rate = (s_max - s_min) / (s_max + s_min)
+    return (2.0 / (s_max + s_min)) ** 2, rate * rate, rate
 
 
 def steps_to_reduce(rate: float, factor: float) -> int:
     """The number of steps t for the error to shrink by ``factor`` at ``rate``: the least t
     with rate^t ≤ 1 / factor, that is ⌈ln(factor) / ln(1 / rate)⌉."""
-    q = check_real("rate", rate, 0.0, 1.0, low_open=True, high_open=True)
+    rate = check_real("rate", rate, 0.0, 1.0, low_open=True, high_open=True)
     factor = check_real("factor", factor, 1.0)
-    return max(0, math.ceil(math.log(factor) / -math.log(q) - 1e-12))
+    return max(0, math.ceil(math.log(factor) / -math.log(rate) - 1e-12))

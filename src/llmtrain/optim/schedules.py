@@ -6,7 +6,7 @@ NumPy array of integers, so a whole curve is one call. :class:`ScheduledLR` lets
 function drive any ``torch.optim`` optimizer.
 
 PyTorch counts its scheduler steps from 0: the lr a ``torch.optim.lr_scheduler`` holds after
-``k`` calls to ``scheduler.step()`` is the one the (k + 1)-th update uses, our α_{k+1}.
+t − 1 calls to ``scheduler.step()`` is the one the t-th update uses, our α_t.
 """
 
 from __future__ import annotations
@@ -78,11 +78,11 @@ def step_decay(t, *, lr: float, step_size: int, gamma: float = 0.1):
     gamma : float
         Decay factor γ in (0, 1].
     """
-    τ, scalar = _steps(t)
+    ts, scalar = _steps(t)
     α_max = check_real("lr", lr, 0.0)
     S = check_int("step_size", step_size, 1)
     γ = check_real("gamma", gamma, 0.0, 1.0, low_open=True)
-    return _out(α_max * γ ** np.floor((τ - 1) / S), scalar)
+    return _out(α_max * γ ** np.floor((ts - 1) / S), scalar)
 
 
 # -- linear warmup and cosine decay -----------------------------------------------------------
@@ -103,12 +103,12 @@ def linear_warmup(t, *, lr: float, warmup: int):
     warmup : int
         Warmup length T_w ≥ 0, in updates.
     """
-    τ, scalar = _steps(t)
+    ts, scalar = _steps(t)
     α_max = check_real("lr", lr, 0.0)
     T_w = check_int("warmup", warmup, 0)
     if T_w == 0:
-        return _out(np.full_like(τ, α_max), scalar)
-    return _out(α_max * np.minimum(1.0, τ / T_w), scalar)
+        return _out(np.full_like(ts, α_max), scalar)
+    return _out(α_max * np.minimum(1.0, ts / T_w), scalar)
 
 
 def warmup_cosine(t, *, lr: float, total: int, warmup: int = 0, min_lr: float = 0.0):
@@ -133,15 +133,15 @@ def warmup_cosine(t, *, lr: float, total: int, warmup: int = 0, min_lr: float = 
     min_lr : float
         Floor α_min in [0, α_max] (GPT-3: α_max / 10).
     """
-    τ, scalar = _steps(t)
+    ts, scalar = _steps(t)
     α_max = check_real("lr", lr, 0.0)
     T = check_int("total", total, 1)
     T_w = check_int("warmup", warmup, 0, T - 1)
     α_min = _check_floor(min_lr, α_max)
-    progress = np.clip((τ - T_w) / (T - T_w), 0.0, 1.0)
+    progress = np.clip((ts - T_w) / (T - T_w), 0.0, 1.0)
     α = α_min + 0.5 * (α_max - α_min) * (1.0 + np.cos(math.pi * progress))
     if T_w:
-        α = np.where(τ <= T_w, α_max * τ / T_w, α)
+        α = np.where(ts <= T_w, α_max * ts / T_w, α)
     return _out(α, scalar)
 
 
@@ -161,65 +161,66 @@ def one_cycle(
 ):
     """The one-cycle policy of Smith & Topin, as ``torch.optim.lr_scheduler.OneCycleLR``.
 
-    Implements :prf:ref:`alg-one-cycle`. With k = t − 1 and the phase ends
-    e_1 = p T − 1 (and e_2 = 2 p T − 2 in the three-phase form), the rate is annealed
-    from α_max / D to α_max on [0, e_1], then (two phases) from α_max down to
-    α_max / (D F) on [e_1, T − 1], or (three phases) back to α_max / D on [e_1, e_2] and
-    down to α_max / (D F) on [e_2, T − 1].
+    Implements :prf:ref:`alg-one-cycle`. With the phase ends E_1 = p_rise T − 1 (and
+    E_2 = 2 p_rise T − 2 in the three-phase form), the rate at step t is annealed, as a
+    function of t − 1, from α_max / div to α_max on [0, E_1], then (two phases) from α_max
+    down to α_max / (div · div_final) on [E_1, T − 1], or (three phases) back to
+    α_max / div on [E_1, E_2] and down to α_max / (div · div_final) on [E_2, T − 1].
 
     Parameters
     ----------
     t : int or array of int
-        Update step(s), t ≥ 1; after the cycle (t > T) the rate stays at α_max / (D F).
+        Update step(s), t ≥ 1; after the cycle (t > T) the rate stays at
+        α_max / (div · div_final).
     max_lr : float
         Peak learning rate α_max ≥ 0.
     total : int
         Number of updates T in the cycle.
     pct_start : float
-        Fraction p of the cycle spent increasing; each phase must span at least one update.
+        Fraction p_rise of the cycle spent increasing; each phase must span at least one update.
     div_factor : float
-        D ≥ 1: the cycle starts at α_max / D.
+        div ≥ 1: the cycle starts at α_max / div.
     final_div_factor : float
-        F ≥ 1: the cycle ends at α_max / (D F).
+        div_final ≥ 1: the cycle ends at α_max / (div · div_final).
     anneal : {"cos", "linear"}
         Shape of each phase.
     three_phase : bool
         Use the symmetric three-phase form.
     """
-    τ, scalar = _steps(t)
+    ts, scalar = _steps(t)
     α_max = check_real("max_lr", max_lr, 0.0)
     T = check_int("total", total, 2)
-    p = check_real("pct_start", pct_start, 0.0, 1.0)
-    D = check_real("div_factor", div_factor, 1.0)
-    F = check_real("final_div_factor", final_div_factor, 1.0)
+    p_rise = check_real("pct_start", pct_start, 0.0, 1.0)
+    div = check_real("div_factor", div_factor, 1.0)
+    div_final = check_real("final_div_factor", final_div_factor, 1.0)
     if anneal not in ("cos", "linear"):
         raise ValueError(f"anneal must be 'cos' or 'linear', got {anneal!r}")
-    e1 = p * T - 1
-    ends = [e1, 2 * p * T - 2, T - 1] if three_phase else [e1, T - 1]
-    if not (e1 > 0 and all(b > a for a, b in itertools.pairwise(ends))):
+    E1 = p_rise * T - 1
+    ends = [E1, 2 * p_rise * T - 2, T - 1] if three_phase else [E1, T - 1]
+    if not (E1 > 0 and all(b > a for a, b in itertools.pairwise(ends))):
         phases = "three phases" if three_phase else "two phases"
         raise ValueError(
             f"pct_start={pct_start!r} with total={T} leaves a phase of the cycle empty; "
             f"it needs 1 < pct_start * total and each of the {phases} at least one update"
         )
-    α0, α_end = α_max / D, α_max / (D * F)
+    α0, α_end = α_max / div, α_max / (div * div_final)
     levels = [α0, α_max, α0, α_end] if three_phase else [α0, α_max, α_end]
 
-    def shape(a, b, x):
+    def shape(α_from, α_to, prog):
         if anneal == "cos":
-            return b + (a - b) / 2.0 * (np.cos(math.pi * x) + 1.0)
-        return (b - a) * x + a
+            return α_to + (α_from - α_to) / 2.0 * (np.cos(math.pi * prog) + 1.0)
+        return (α_to - α_from) * prog + α_from
 
-    k = np.minimum(τ, T) - 1  # after the cycle, the rate stays at its final value
-    α = np.empty_like(k)
+    before = np.minimum(ts, T) - 1  # t − 1; after the cycle, the rate stays at its final value
+    α = np.empty_like(before)
     start = 0.0
     for i, end in enumerate(ends):
         last = i == len(ends) - 1
         # Each step belongs to the first phase whose end it does not pass (torch's rule).
-        inside = (k <= end) | last
+        inside = (before <= end) | last
         if i:
-            inside &= k > ends[i - 1]
-        α[inside] = shape(levels[i], levels[i + 1], (k[inside] - start) / (end - start))
+            inside &= before > ends[i - 1]
+        α[inside] = shape(levels[i], levels[i + 1], (before[inside] - start) / (end - start))
         start = end
     return _out(α, scalar)
 
@@ -228,10 +229,10 @@ def one_cycle(
 
 
 def noam(t, *, d_model: int, warmup: int, scale: float = 1.0):
-    """The Transformer's schedule: α_t = s d_model^(−1/2) min(t^(−1/2), t T_w^(−3/2)).
+    """The Transformer's schedule: α_t = scale · d_model^(−1/2) min(t^(−1/2), t T_w^(−3/2)).
 
     Implements :prf:ref:`alg-noam`: linear growth for T_w steps, then decay as 1/√t, with
-    the peak s / √(d_model T_w) at t = T_w (Vaswani et al.: s = 1, T_w = 4000).
+    the peak scale / √(d_model T_w) at t = T_w (Vaswani et al.: scale = 1, T_w = 4000).
 
     Parameters
     ----------
@@ -242,13 +243,13 @@ def noam(t, *, d_model: int, warmup: int, scale: float = 1.0):
     warmup : int
         Warmup length T_w ≥ 1.
     scale : float
-        Overall factor s > 0.
+        Overall factor scale > 0.
     """
-    τ, scalar = _steps(t)
-    d = check_int("d_model", d_model, 1)
+    ts, scalar = _steps(t)
+    d_model = check_int("d_model", d_model, 1)
     T_w = check_int("warmup", warmup, 1)
-    s = check_real("scale", scale, 0.0, low_open=True)
-    return _out(s * d**-0.5 * np.minimum(τ**-0.5, τ * T_w**-1.5), scalar)
+    scale = check_real("scale", scale, 0.0, low_open=True)
+    return _out(scale * d_model**-0.5 * np.minimum(ts**-0.5, ts * T_w**-1.5), scalar)
 
 
 # -- SGDR ----------------------------------------------------------------------------------
@@ -274,25 +275,25 @@ def sgdr(t, *, lr: float, T_0: int, T_mult: int = 1, min_lr: float = 0.0):
     min_lr : float
         Floor α_min in [0, α_max].
     """
-    τ, scalar = _steps(t)
+    ts, scalar = _steps(t)
     α_max = check_real("lr", lr, 0.0)
     T_0 = check_int("T_0", T_0, 1)
     T_mult = check_int("T_mult", T_mult, 1)
     α_min = _check_floor(min_lr, α_max)
-    k = τ - 1  # updates made before step t
+    before = ts - 1  # updates made before step t
     if T_mult == 1:
-        T_i = np.full_like(k, T_0)
-        T_cur = np.mod(k, T_0)
+        T_i = np.full_like(before, T_0)
+        T_cur = np.mod(before, T_0)
     else:
         # Cycle i starts after T_0 (T_mult^i − 1) / (T_mult − 1) updates; exact in integers.
-        top = float(k.max()) if k.size else 0.0
+        top = float(before.max()) if before.size else 0.0
         starts = [0]
         while starts[-1] <= top:
             starts.append(starts[-1] + T_0 * T_mult ** (len(starts) - 1))
         starts = np.array(starts, dtype=np.float64)
-        i = np.searchsorted(starts, k, side="right") - 1
+        i = np.searchsorted(starts, before, side="right") - 1
         T_i = T_0 * float(T_mult) ** i
-        T_cur = k - starts[i]
+        T_cur = before - starts[i]
     return _out(α_min + 0.5 * (α_max - α_min) * (1.0 + np.cos(math.pi * T_cur / T_i)), scalar)
 
 
@@ -304,7 +305,7 @@ class ScheduledLR(torch.optim.lr_scheduler.LRScheduler):
 
     Call ``scheduler.step()`` after each ``optimizer.step()``, as with any PyTorch scheduler.
     Update t (t = 1, 2, ...) then runs with ``schedule(t)``: the constructor sets α_1, and
-    the k-th call to ``step()`` sets α_{k+1}. The optimizer's own ``lr`` is overwritten.
+    the (t − 1)-th call to ``step()`` sets α_t. The optimizer's own ``lr`` is overwritten.
 
     Parameters
     ----------
