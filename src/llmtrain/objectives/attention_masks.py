@@ -5,7 +5,8 @@ may attend to key position j. It is the convention of the boolean ``attn_mask`` 
 ``torch.nn.functional.scaled_dot_product_attention``, so a mask built here can be passed to
 it directly. A padding vector is True on real tokens and False on padding; it removes the
 padded *keys* (columns). A query row with no True entry has no keys to attend to and makes
-softmax attention undefined (NaN in PyTorch); such rows only occur for padded queries, whose
+softmax attention undefined (0/0: a plain softmax gives NaN, recent versions of
+``scaled_dot_product_attention`` return zeros); such rows only occur for padded queries, whose
 outputs a loss must ignore.
 """
 

@@ -31,7 +31,9 @@ def noise_span_counts(n: int, noise_density: float, mean_span_length: float) -> 
     """Number of noise tokens n_noise and of noise spans n_span for a sequence of ``n`` tokens.
 
     As T5's ``random_spans_noise_mask``, with one safeguard: n_span is capped at the number of
-    non-noise tokens, so that every non-noise span can be non-empty (T5 fails there).
+    non-noise tokens, so that every non-noise span can be non-empty (T5 fails there). One
+    difference: at ``noise_density = 0`` T5 returns an empty mask, while the formula used here
+    still gives one noise token.
     """
     n = check_int("n", n, 2)
     r = check_real("noise_density", noise_density, 0.0, 1.0)
