@@ -97,6 +97,24 @@ def test_padded_keys_get_no_attention():
     assert not masks.encoder[:, 3].any()
 
 
+@pytest.mark.algorithm("alg-attention-masks")
+def test_fully_masked_rows_of_left_padding_are_nan_in_a_plain_softmax_and_zero_in_sdpa():
+    # The chapter's claim: with left padding and a causal mask, padded queries have no key;
+    # a plain softmax over -inf scores gives NaN there, scaled_dot_product_attention zeros.
+    n = 5
+    padding = torch.tensor([[False, False, True, True, True]])
+    M = causal_mask(n, padding=padding)
+    empty = ~M.any(-1)
+    assert empty.tolist() == [[True, True, False, False, False]]
+    q, k, v = qkv(n, n, seed=5, batch=1)
+    scores = (q @ k.transpose(-1, -2) / 8**0.5).masked_fill(~M, float("-inf"))
+    plain = torch.softmax(scores, dim=-1) @ v
+    assert torch.isnan(plain[empty]).all() and torch.isfinite(plain[~empty]).all()
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=M)
+    assert (out[empty] == 0).all()
+    torch.testing.assert_close(out[~empty], plain[~empty], rtol=1e-13, atol=1e-13)
+
+
 @pytest.mark.parametrize(
     "call, error, match",
     [
@@ -132,6 +150,43 @@ def test_objective_comparison_is_reproducible_and_both_objectives_learn():
     fresh = oc._cached.__wrapped__(0.3, 16, 0.9, 60, 24, 3)
     np.testing.assert_array_equal(fresh.causal, a.causal)
     np.testing.assert_array_equal(fresh.masked, a.masked)
+
+
+def test_objective_comparison_pair_matches_two_separately_trained_models():
+    # The package trains both models as one stacked pair; the reference trains two
+    # TinyTransformers with two torch.optim.SGD optimizers and F.cross_entropy.
+    from llmtrain.objectives import mask_tokens, random_windows
+    from llmtrain.objectives import objective_comparison as oc
+
+    lr, B, μ, steps, n, seed = 0.3, 8, 0.9, 12, 24, 1
+    got = oc._cached.__wrapped__(lr, B, μ, steps, n, seed)
+    vocab, ids = oc._data(20_000, seed)
+    V = len(vocab)
+    causal_model = oc.TinyTransformer(V + 1, n, seed=seed)
+    masked_model = oc.TinyTransformer(V + 1, n, seed=seed)
+    opts = [
+        torch.optim.SGD(m.parameters(), lr=lr, momentum=μ) for m in (causal_model, masked_model)
+    ]
+    causal, full = causal_mask(n), torch.ones(n, n, dtype=torch.bool)
+    g = torch.Generator().manual_seed(seed)
+    reference = []
+    for _ in range(steps):
+        batch = random_windows(ids, B, n + 1, generator=g)
+        x̃, labels = mask_tokens(batch[:, 1:], vocab_size=V + 1, mask_id=V, generator=g)
+        z = causal_model(batch[:, :-1], causal)
+        loss_c = F.cross_entropy(z.reshape(-1, V + 1), batch[:, 1:].reshape(-1))
+        z = masked_model(x̃, full)
+        loss_m = F.cross_entropy(z.reshape(-1, V + 1), labels.reshape(-1), ignore_index=-100)
+        for opt in opts:
+            opt.zero_grad()
+        (loss_c + loss_m).backward()
+        for opt in opts:
+            opt.step()
+        reference.append((loss_c.item(), loss_m.item()))
+    reference = np.array(reference)
+    np.testing.assert_allclose(got.causal, reference[:, 0], rtol=2e-4, atol=1e-5)
+    np.testing.assert_allclose(got.masked, reference[:, 1], rtol=2e-4, atol=1e-5)
+    assert reference[-1, 0] < reference[0, 0] - 0.5  # the runs compared did train
 
 
 def a_vocab():

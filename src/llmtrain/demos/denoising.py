@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..objectives import noise_span_counts, span_corruption, text_infilling
 from .demo import Demo, Slider
+from .plots import FrozenBackground
 from .token_text import PASSAGE, TokenText, WordVocab
 
 __all__ = ["span_corruption_demo", "text_infilling_demo"]
@@ -37,18 +38,38 @@ def _kinds(ids, other):
 
 
 def _title(fig, y, text):
-    fig.text(0.02, y, text, fontsize=10, va="top", weight="bold")
+    return fig.text(0.02, y, text, fontsize=10, va="top", weight="bold")
+
+
+def _freezer(fig, ax, titles, dynamic):
+    """Render the titles once into a background image, at the first slider move (after the
+    layout is final); returns the function to call at the start of every update."""
+    background = FrozenBackground(fig, [ax], extra=titles)
+    state = {"first": True}
+
+    def freeze():
+        if state["first"]:
+            state["first"] = False
+        elif background.image is None:
+            background.capture(dynamic)
+
+    return freeze
 
 
 def _draw_spans(fig, result, **params):
-    fig.subplots().set_axis_off()  # gives the layout engine an axes to lay out
-    _title(fig, 0.97, "input to the encoder: each dropped span is one sentinel")
+    ax = fig.subplots()
+    ax.set_axis_off()  # gives the layout engine an axes to lay out
+    titles = [_title(fig, 0.97, "input to the encoder: each dropped span is one sentinel")]
     top = TokenText(fig, 2 * _N, x0=0.02, y0=0.88, x1=0.98, columns=90, line_height=0.075)
-    _title(fig, 0.52, "target for the decoder: each sentinel, then the span it replaced")
+    titles.append(
+        _title(fig, 0.52, "target for the decoder: each sentinel, then the span it replaced")
+    )
     bottom = TokenText(fig, 2 * _N, x0=0.02, y0=0.43, x1=0.98, columns=90, line_height=0.075)
     footer = fig.text(0.02, 0.06, "", fontsize=9, va="top")
+    freeze = _freezer(fig, ax, titles, [*top.artists, *bottom.artists, footer])
 
     def update(result, *, noise_density, mean_span_length, seed):
+        freeze()
         inputs, targets, (n_noise, n_span) = result
         top.update([_name(i) for i in inputs], _kinds(inputs, "plain"))
         bottom.update([_name(i) for i in targets], _kinds(targets, "noise"))
@@ -88,14 +109,19 @@ def _infill(mask_ratio, span_rate, seed):
 
 
 def _draw_infill(fig, result, **params):
-    fig.subplots().set_axis_off()
-    _title(fig, 0.97, "original document: the spans that will be replaced")
+    ax = fig.subplots()
+    ax.set_axis_off()
+    titles = [_title(fig, 0.97, "original document: the spans that will be replaced")]
     top = TokenText(fig, _N, x0=0.02, y0=0.88, x1=0.98, columns=90, line_height=0.075)
-    _title(fig, 0.52, "corrupted input: one [MASK] per span (violet: a span of length 0)")
+    titles.append(
+        _title(fig, 0.52, "corrupted input: one [MASK] per span (violet: a span of length 0)")
+    )
     bottom = TokenText(fig, 2 * _N, x0=0.02, y0=0.43, x1=0.98, columns=90, line_height=0.075)
     footer = fig.text(0.02, 0.06, "", fontsize=9, va="top")
+    freeze = _freezer(fig, ax, titles, [*top.artists, *bottom.artists, footer])
 
     def update(out, *, mask_ratio, span_rate, seed):
+        freeze()
         covered = ["plain"] * _N
         for a, w in zip(out.starts.tolist(), out.lengths.tolist(), strict=True):
             covered[a : a + w] = ["noise"] * w

@@ -6,6 +6,7 @@ import numpy as np
 
 from ..objectives import compare_objectives, mask_tokens
 from .demo import Demo, Slider
+from .plots import FrozenBackground
 from .token_text import PASSAGE, STYLES, TokenText, WordVocab
 
 __all__ = ["mlm_masking_demo", "objective_comparison_demo"]
@@ -107,7 +108,13 @@ def _draw_curves(fig, curves, *, lr, batch_size, momentum, steps, seed):
     ax.grid(alpha=0.3)
     ax.legend(loc="upper right", fontsize=8, ncol=2)
 
+    # Axes, grid, floors and legend never change: after the first move they are drawn once
+    # into a background image, and a move redraws the two curves only.
+    background = FrozenBackground(fig, [ax])
+
     def update(curves, **params):
+        if background.image is None:  # the first move: the layout is final by now
+            background.capture([causal, masked])
         causal.set_ydata(curves.causal)
         masked.set_ydata(curves.masked)
 

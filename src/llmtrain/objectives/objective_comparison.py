@@ -51,11 +51,39 @@ class TinyTransformer(torch.nn.Module):
         """Logits of shape ``(B, n, V)`` for ids ``(B, n)`` under the boolean attention
         ``mask`` ``(n, n)`` (True = may attend)."""
         h = self.embed[ids] + self.position[: ids.shape[1]]
-        q, k, v = (torch.nn.functional.layer_norm(h, h.shape[-1:]) @ self.qkv).chunk(3, -1)
-        h = h + torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        a = torch.nn.functional.layer_norm(h, h.shape[-1:])
-        h = h + torch.relu(a @ self.w1) @ self.w2
-        return torch.nn.functional.layer_norm(h, h.shape[-1:]) @ self.out
+        return _blocks(h, self.qkv, self.w1, self.w2, self.out, mask)
+
+
+def _blocks(h, qkv, w1, w2, out, mask):
+    """Everything after the embeddings: attention, MLP and read-out of the residual stream
+    ``h`` (``(B, n, d)``, or ``(2, B, n, d)`` with weights stacked as ``(2, ...)``)."""
+    q, k, v = _linear(torch.nn.functional.layer_norm(h, h.shape[-1:]), qkv).chunk(3, -1)
+    h = h + torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    a = torch.nn.functional.layer_norm(h, h.shape[-1:])
+    h = h + _linear(torch.relu(_linear(a, w1)), w2)
+    return _linear(torch.nn.functional.layer_norm(h, h.shape[-1:]), out)
+
+
+def _linear(x, W):
+    """``x @ W``; for stacked weights ``(2, d, e)``, one matrix product per model over all of
+    its rows (broadcasting would run one small product per sequence)."""
+    if W.ndim == 2:
+        return x @ W
+    return (x.flatten(1, -2) @ W).view(*x.shape[:-1], W.shape[-1])
+
+
+_NAMES = ("embed", "position", "qkv", "w1", "w2", "out")
+
+
+def _pair_forward(P, ids, masks):
+    """Two copies of a :class:`TinyTransformer`, stacked: each parameter in ``P`` has a
+    leading dimension of 2 (model 0, model 1), ``ids`` is ``(2, B, n)`` and ``masks``
+    ``(2, 1, n, n)``. One pass computes both models' logits ``(2, B, n, V)``; the two share
+    no parameter, so each model's gradient is the one it would get alone, in half the
+    operations of two separate passes."""
+    n = ids.shape[-1]
+    h = P["embed"][torch.arange(2)[:, None, None], ids] + P["position"][:, None, :n]
+    return _blocks(h, *(P[k] for k in ("qkv", "w1", "w2", "out")), masks)
 
 
 @dataclass(frozen=True)
@@ -105,30 +133,38 @@ def _train(lr, batch_size, momentum, steps, context, seed) -> ObjectiveCurves:
     vocab, ids = _data(20_000, seed)
     V = len(vocab)
     mask_id = V  # one extra id, [MASK], for the masked model
-    causal_model = TinyTransformer(V + 1, context, seed=seed)
-    masked_model = TinyTransformer(V + 1, context, seed=seed)
-    masked_model.load_state_dict(causal_model.state_dict())
-    hyper = dict(lr=lr, momentum=momentum)
-    opt_c, opt_m = SGD(causal_model.parameters(), **hyper), SGD(masked_model.parameters(), **hyper)
+    init = TinyTransformer(V + 1, context, seed=seed)
+    # Both models start from ``init``'s parameters. They are trained as one stacked pair
+    # (model 0 causal, model 1 masked); SGD acts on each entry separately, so this is the
+    # same as two optimizers on two models, and much cheaper per step.
+    P = {k: torch.stack([getattr(init, k).detach()] * 2).requires_grad_() for k in _NAMES}
+    optimizer = SGD(P.values(), lr=lr, momentum=momentum)
     causal, full = causal_mask(context), torch.ones(context, context, dtype=torch.bool)
+    masks = torch.stack([causal, full])[:, None]
     g = torch.Generator().manual_seed(seed)
     curves = np.full((2, steps), np.nan)
     diverged_at = None
     for t in range(steps):
         batch = random_windows(ids, batch_size, context + 1, generator=g)
-        # Causal LM: predict token i + 1 from tokens 1..i.
-        loss_c = causal_lm_loss(lambda x: causal_model(x, causal), batch)
-        # MLM: predict the hidden tokens from the whole corrupted window.
+        # MLM input: the corrupted window, from which the hidden tokens are predicted.
         x̃, labels = mask_tokens(batch[:, 1:], vocab_size=V + 1, mask_id=mask_id, generator=g)
         if not bool((labels != -100).any()):  # a batch with nothing masked: mask one token
             labels[0, 0] = batch[0, 1]
             x̃[0, 0] = mask_id
-        loss_m = cross_entropy(masked_model(x̃, full).transpose(1, 2), labels)
-        opt_c.zero_grad()
-        opt_m.zero_grad()
-        (loss_c + loss_m).backward()  # one backward pass; the two graphs share nothing
-        opt_c.step()
-        opt_m.step()
+        logits = {}
+
+        def pair(x, x̃=x̃, logits=logits):
+            z = _pair_forward(P, torch.stack([x, x̃]), masks)
+            logits["masked"] = z[1]
+            return z[0]
+
+        # Causal LM: predict token i + 1 from tokens 1..i (model 0, causal mask).
+        loss_c = causal_lm_loss(pair, batch)
+        # MLM: predict the hidden tokens from the whole corrupted window (model 1, full mask).
+        loss_m = cross_entropy(logits["masked"].transpose(1, 2), labels)
+        optimizer.zero_grad()
+        (loss_c + loss_m).backward()  # each loss reaches only its own model's half
+        optimizer.step()
         curves[:, t] = loss_c.item(), loss_m.item()
         if not np.all(np.isfinite(curves[:, t])):
             diverged_at = t
