@@ -587,6 +587,74 @@ def test_the_accumulator_demo_follows_the_closed_forms():
     np.testing.assert_array_equal(demo.figure.axes[0].lines[1].get_ydata(), demo.result["average"])
 
 
+@pytest.mark.parametrize(
+    ("name", "moves"),
+    [
+        ("accumulator_demo", [dict(rho=0.99), dict(rho=0.5), dict(rho=0.95)]),
+        ("weight_decay_demo", [dict(weight_decay=3.0, lr=0.05), dict(weight_decay=0.02)]),
+        ("adaptive_paths_demo", [dict(beta1=0.5), dict(lr=0.3), dict(beta2=0.6, lr=0.01)]),
+    ],
+)
+def test_frozen_background_draws_what_a_fresh_demo_draws(name, moves):
+    import io
+
+    import PIL.Image
+
+    import llmtrain.demos.adaptive as demos
+
+    def pixels(demo):
+        return np.asarray(PIL.Image.open(io.BytesIO(demo.png()))).astype(int)
+
+    moved = getattr(demos, name)()
+    first = pixels(moved)
+    final = {}
+    for move in moves:  # the first move freezes the background
+        moved.set(**move)
+        final.update(move)
+        after = pixels(moved)
+    fresh = getattr(demos, name)().set(**final)  # drawn from scratch
+    assert (np.abs(after - first).sum(axis=-1) > 30).mean() > 0.001  # the moves show
+    differ = (np.abs(after - pixels(fresh)).sum(axis=-1) > 30).mean()
+    assert differ < 0.005  # only anti-aliasing at edges may differ
+    # The frozen background and overlay keep the static figure: back at the defaults, the
+    # moved demo draws what a new one draws before any move.
+    moved.set(**{s.name: s.default for s in moved.sliders.values()})
+    assert (np.abs(pixels(moved) - first).sum(axis=-1) > 30).mean() < 0.005
+
+
+@pytest.mark.parametrize("name", ["accumulator_demo", "weight_decay_demo"])
+def test_frozen_legends_stay_on_top_of_a_line_that_crosses_them(name):
+    import llmtrain.demos.adaptive as demos
+
+    def pixels(demo):
+        demo.figure.canvas.draw()
+        return np.asarray(demo.figure.canvas.buffer_rgba()).astype(int)
+
+    demo = getattr(demos, name)()
+    demo.png()
+    demo.set(**{s.name: s.high for s in demo.sliders.values()})  # freezes the legends
+    legends = [ax.get_legend() for ax in demo.figure.axes]
+    assert not any(legend.get_visible() for legend in legends)  # painted from an image
+    # Move a visible (moving) line straight through each legend, as no slider value does.
+    renderer = demo.figure.canvas.get_renderer()
+    for ax, legend in zip(demo.figure.axes, legends, strict=True):
+        box = legend.get_window_extent(renderer)
+        across = np.column_stack(
+            [np.linspace(box.x0, box.x1, 5), np.full(5, (box.y0 + box.y1) / 2)]
+        )
+        line = next(line for line in ax.lines if line.get_visible())
+        line.set_data(*ax.transData.inverted().transform(across).T)
+        line.set_linewidth(8)  # wide enough that hiding the legend would show
+    frozen = pixels(demo)
+    image = demo.figure.artists[-1]  # the legends' image, added after the background's
+    image.set_visible(False)
+    for legend in legends:
+        legend.set_visible(True)
+    direct = pixels(demo)  # the legends drawn as artists, on top of the line
+    # 0 with the image above the lines, about 0.01 with it below them.
+    assert (np.abs(frozen - direct).sum(axis=-1) > 30).mean() < 0.001
+
+
 # -- exercises ------------------------------------------------------------------------------
 
 

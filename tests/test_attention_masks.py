@@ -252,3 +252,43 @@ def test_reference_entropies_of_the_comparison_match_a_direct_count():
                 total += w.sum() * -(q * np.log(q)).sum()
         assert bidirectional == pytest.approx(total, rel=1e-12)
         assert bidirectional <= source.entropy_rate() <= unigram
+
+
+def test_attention_mask_demo_after_moves_draws_what_a_fresh_demo_draws():
+    """Backgrounds are frozen per sequence length n (and reused when n comes back): after
+    moves of both sliders the figure is the one a new demo draws for the final values, up to
+    anti-aliasing where a tick mark meets a mask, and back at the defaults it is the default
+    figure."""
+    import io
+
+    import PIL.Image
+
+    from llmtrain.demos.attention_masks import attention_mask_demo
+
+    def pixels(demo):
+        return np.asarray(PIL.Image.open(io.BytesIO(demo.png()))).astype(int)
+
+    def assert_same(a, b):
+        diff = np.abs(a - b).sum(axis=-1)
+        assert (diff > 30).sum() == 0 and (diff > 0).mean() < 1e-3
+
+    moved = attention_mask_demo()
+    default = pixels(moved)
+    moves = [
+        {"n": 16},  # the first move freezes the background for n = 16
+        {"prefix_length": 9},
+        {"n": 6},
+        {"n": 16, "prefix_length": 0},  # n = 16's background again
+        {"prefix_length": 3},
+    ]
+    final = {}
+    for move in moves:
+        moved.set(**move)
+        moved.png()
+        final.update(move)
+    after = pixels(moved)
+    assert_same(after, pixels(attention_mask_demo().set(**final)))
+    assert moved.figure.axes[1].get_title() == "prefix decoder, n₀ = 3\n139 allowed"
+    assert np.abs(after - default).sum(axis=-1).max() > 0
+    moved.set(n=10, prefix_length=4)
+    assert_same(pixels(moved), default)

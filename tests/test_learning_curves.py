@@ -191,3 +191,29 @@ def test_a_reused_rule_is_reset_by_train():
     second = train(task.train, **kwargs)
     assert (first.stopped_epoch, first.best_epoch) == (second.stopped_epoch, second.best_epoch)
     np.testing.assert_array_equal(first.theta, second.theta)
+
+
+def test_early_stopping_demo_after_moves_draws_what_a_fresh_demo_draws():
+    # After the first move the static parts are one frozen image and the training runs are
+    # cached by slider values; neither may change what the figure shows.
+    import io
+
+    import PIL.Image
+
+    def pixels(demo):
+        return np.asarray(PIL.Image.open(io.BytesIO(demo.png()))).astype(int)
+
+    moved = early_stopping_demo()
+    moved.png()
+    for values in [dict(patience=30), dict(degree=5), dict(n=40, lr=0.05), dict(patience=3)]:
+        moved.set(**values)
+        moved.png()
+    final = dict(degree=5, n=40, lr=0.05, patience=3)
+    fresh = early_stopping_demo().set(**final)
+    assert (moved.result.stop, moved.result.best) == (fresh.result.stop, fresh.result.best)
+    np.testing.assert_array_equal(moved.result.run.val_losses, fresh.result.run.val_losses)
+    differ = (np.abs(pixels(moved) - pixels(fresh)).sum(axis=-1) > 30).mean()
+    assert differ < 0.002  # only anti-aliasing where moving curves cross static lines
+    # A different final state does differ, so the comparison can fail.
+    other = early_stopping_demo().set(**{**final, "patience": 20})
+    assert (np.abs(pixels(moved) - pixels(other)).sum(axis=-1) > 30).mean() > 0.002

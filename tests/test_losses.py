@@ -354,3 +354,37 @@ def test_log_softmax_arguments_are_checked():
         logsumexp(torch.zeros(2, 3), dim=2)
     with pytest.raises(TypeError, match="z must be a torch tensor"):
         softmax([0.0, 1.0])
+
+
+def test_logit_demo_after_moves_draws_what_a_fresh_demo_draws():
+    """The frozen background (and fixed layout) must not leave stale pixels: after moves of
+    every slider, including the ones that rescale the y axes, the figure is the one a new
+    demo draws for the final values, and back at the defaults it is the default figure."""
+    import io
+
+    import PIL.Image
+
+    from llmtrain.demos.losses import logit_demo
+
+    def pixels(demo):
+        return np.asarray(PIL.Image.open(io.BytesIO(demo.png())))
+
+    moved = logit_demo()
+    default = pixels(moved)
+    moves = [
+        {"z1": -3.0},  # the first move freezes the background
+        {"temperature": 0.3},
+        {"label_smoothing": 0.2, "z1": 6.5},
+        {"temperature": 2.5},
+    ]
+    final = {}
+    for move in moves:
+        moved.set(**move)
+        moved.png()
+        final.update(move)
+    after = pixels(moved)
+    np.testing.assert_array_equal(after, pixels(logit_demo().set(**final)))
+    assert moved.figure.axes[2].get_title() == f"at z₁ = 6.50: ℓ = {moved.result.loss:.3f}"
+    assert not np.array_equal(after, default)
+    moved.set(z1=1.0, temperature=1.0, label_smoothing=0.0)
+    np.testing.assert_array_equal(pixels(moved), default)

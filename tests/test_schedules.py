@@ -355,6 +355,50 @@ def test_schedule_demo_runs_the_package_and_updates_in_place():
     assert demo.result.rates.shape == (50,)
 
 
+def _pixels(demo):
+    import io
+
+    import PIL.Image
+
+    return np.asarray(PIL.Image.open(io.BytesIO(demo.png()))).astype(int)
+
+
+def test_schedule_demo_after_moves_draws_what_a_fresh_demo_draws(monkeypatch):
+    # The moves freeze the background, change both axes' limits (new frozen images), and come
+    # back to limits seen before (a stored image): the figure must still be a full draw's.
+    from llmtrain.demos import schedules
+
+    captures = []
+    capture = schedules.FrozenBackground.capture
+    monkeypatch.setattr(
+        schedules.FrozenBackground, "capture", lambda *a: captures.append(1) or capture(*a)
+    )
+    moved = schedule_demo()
+    moved.png()
+    final = dict(family=5, lr=0.2, total=600, warmup=80, cycle=30)
+    for move in [
+        dict(family=4),
+        dict(lr=0.3),
+        dict(total=600, warmup=80),
+        dict(family=5, cycle=30),
+        dict(lr=0.2),
+        dict(lr=0.01),
+    ]:
+        moved.set(**move)
+        moved.png()
+    before = _pixels(moved)
+    n_captures = len(captures)
+    assert n_captures >= 4
+    moved.set(lr=0.2)  # limits seen two moves ago: their stored image, no new capture
+    assert len(captures) == n_captures
+    assert moved.values == {**schedule_demo().values, **final}
+    fresh = schedule_demo().set(**final)  # drawn from scratch
+    a, b = _pixels(moved), _pixels(fresh)
+    assert (np.abs(a - b).sum(axis=-1) > 30).mean() < 0.001  # anti-aliasing at edges only
+    # ... and not by accident: the figure before the last move is far from it.
+    assert (np.abs(before - b).sum(axis=-1) > 30).mean() > 0.01
+
+
 def test_expected_loss_curve_is_exact():
     # Without noise it is the loss of the run itself; with a constant rate it settles on the
     # floor Σ_h α σ² / (2 (2 − α h)) derived in the chapter.

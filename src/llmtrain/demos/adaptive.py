@@ -3,6 +3,8 @@ AdamW's decoupled decay, and AdaGrad's sum against RMSProp's moving average."""
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 from matplotlib.ticker import LogFormatter, NullLocator
 
@@ -16,7 +18,14 @@ from ..optim import (
     sgd_step,
 )
 from .demo import Demo, Slider
-from .plots import draw_landscape, draw_path, log_axis, set_path
+from .plots import (
+    FrozenBackground,
+    draw_landscape,
+    draw_path,
+    freeze_on_top,
+    log_axis,
+    set_path,
+)
 
 __all__ = [
     "accumulator_demo",
@@ -42,16 +51,19 @@ METHODS = {
 def compare_adaptive(lr, beta1, beta2, *, steps=100, problem=VALLEY):
     """Run SGD, AdaGrad, RMSProp and Adam from the same start with the same learning rate α;
     RMSProp's decay ρ is Adam's β₂. Returns ``{name: Trajectory}``."""
-    extra = {
-        "SGD": {},
-        "AdaGrad": {},
-        "RMSProp": {"alpha": beta2},
-        "Adam": {"betas": (beta1, beta2)},
-    }
     return {
-        name: minimize(rule, problem, steps=steps, lr=lr, **extra[name])
-        for name, (rule, _colour) in METHODS.items()
+        "SGD": _run("SGD", problem, steps, lr),
+        "AdaGrad": _run("AdaGrad", problem, steps, lr),
+        "RMSProp": _run("RMSProp", problem, steps, lr, alpha=beta2),
+        "Adam": _run("Adam", problem, steps, lr, betas=(beta1, beta2)),
     }
+
+
+@lru_cache(maxsize=256)
+def _run(name, problem, steps, lr, **extra):
+    """One run of ``compare_adaptive``, cached on the values it depends on: a slider move
+    recomputes only the runs that move changes (β₁ reaches Adam alone)."""
+    return minimize(METHODS[name][0], problem, steps=steps, lr=lr, **extra)
 
 
 def _label(name, trajectory):
@@ -71,6 +83,8 @@ def _draw_paths(fig, runs, *, lr, beta1, beta2, steps, problem):
             trajectory.losses, color=colour, label=_label(name, trajectory)
         )
     path_ax.set_title("paths from the same start, same α", fontsize=10, y=1.0)
+    # The axes limits are fixed (draw_landscape sets the path axes'), so everything but the
+    # runs can be frozen into one background image after the first draw.
     log_axis(loss_ax)
     loss_ax.set_xlim(0, steps)
     loss_ax.set_ylim(1e-8, 1e3)
@@ -78,8 +92,12 @@ def _draw_paths(fig, runs, *, lr, beta1, beta2, steps, problem):
     loss_ax.set_ylabel("loss L(θ_t)")
     loss_ax.grid(alpha=0.3)
     legend = loss_ax.legend(fontsize=8, loc="lower left")
+    background = FrozenBackground(fig, [path_ax, loss_ax])
+    dynamic = [*paths.values(), *curves.values(), legend]
 
     def update(runs, **params):
+        if background.image is None:
+            background.capture(dynamic)
         for text, (name, trajectory) in zip(legend.get_texts(), runs.items(), strict=True):
             set_path(paths[name], trajectory)
             curves[name].set_data(range(len(trajectory.losses)), trajectory.losses)
@@ -169,7 +187,7 @@ def _draw_decay(fig, result, *, weight_decay, lr, **fixed):
     theta_ax.set_xlabel("gradient scale h_i of the coordinate")
     theta_ax.set_ylabel("θ_i where the run settles")
     theta_ax.set_title("same λ, different solutions", fontsize=10, y=1.0)
-    theta_ax.legend(fontsize=8, loc="lower right")
+    legends = [theta_ax.legend(fontsize=8, loc="lower right")]
     theta_ax.grid(alpha=0.3)
     decays = {}
     for name, colour, marker in (("Adam + L2", "C3", "o"), ("AdamW", "C0", "h")):
@@ -182,10 +200,16 @@ def _draw_decay(fig, result, *, weight_decay, lr, **fixed):
     decay_ax.set_xlabel("gradient scale h_i of the coordinate")
     decay_ax.set_ylabel("decay per step")
     decay_ax.set_title("effective weight decay per step", fontsize=10, y=1.0)
-    decay_ax.legend(fontsize=8)
+    legends.append(decay_ax.legend(fontsize=8, loc="upper right"))  # where "best" put it
     decay_ax.grid(alpha=0.3)
+    for ax in (theta_ax, decay_ax):
+        ax.set_xlim(ax.get_xlim())  # fixed from here on, so the background stays valid
+    background = FrozenBackground(fig, [theta_ax, decay_ax])
 
     def update(result, **params):
+        if background.image is None:
+            background.capture([l2_line, *points.values(), *decays.values(), *legends])
+            freeze_on_top(fig, legends)  # the legends stay on top of the moving lines
         l2_line.set_ydata(result["l2_solution"])
         for name in points:
             points[name].set_ydata(result["theta"][name])
@@ -232,15 +256,17 @@ def accumulators(rho, *, steps=200, switch=100, before=1.0, after=0.1):
 def _draw_accumulators(fig, result, *, rho, **fixed):
     acc_ax, step_ax = fig.subplots(1, 2)
     t = result["t"]
-    (sum_line,) = acc_ax.plot(t, result["sum"], color="C1", label="AdaGrad: sum s_t")
+    acc_ax.plot(t, result["sum"], color="C1", label="AdaGrad: sum s_t")
     (avg_line,) = acc_ax.plot(t, result["average"], color="C2", label="RMSProp: average v_t")
     log_axis(acc_ax)
     acc_ax.set_ylim(1e-3, 1e3)
     acc_ax.set_xlabel("step t")
     acc_ax.set_title("accumulated squared gradient", fontsize=10, y=1.0)
-    acc_ax.legend(fontsize=8)
+    # "upper right" is where loc="best" puts the legends for the default ρ; fixed, they need
+    # no search on every draw.
+    legends = [acc_ax.legend(fontsize=8, loc="upper right")]
     acc_ax.grid(alpha=0.3)
-    (ada_line,) = step_ax.plot(t, result["ada_step"], color="C1", label="AdaGrad")
+    step_ax.plot(t, result["ada_step"], color="C1", label="AdaGrad")
     (rms_line,) = step_ax.plot(t, result["rms_step"], color="C2", label="RMSProp")
     log_axis(step_ax)
     step_ax.set_ylim(1e-3, 1e2)
@@ -248,14 +274,19 @@ def _draw_accumulators(fig, result, *, rho, **fixed):
     step_ax.set_title("step size |θ_t − θ_{t−1}| / α", fontsize=10, y=1.0)
     step_ax.axvline(100, color="grey", lw=0.6, ls=":")
     acc_ax.axvline(100, color="grey", lw=0.6, ls=":")
-    step_ax.legend(fontsize=8)
+    legends.append(step_ax.legend(fontsize=8, loc="upper right"))
     step_ax.grid(alpha=0.3)
+    for ax in (acc_ax, step_ax):
+        ax.set_xlim(ax.get_xlim())  # fixed from here on, so the background stays valid
+    # AdaGrad's curves do not depend on ρ: they stay in the frozen background.
+    background = FrozenBackground(fig, [acc_ax, step_ax])
 
     def update(result, **params):
+        if background.image is None:
+            background.capture([avg_line, rms_line, *legends])
+            freeze_on_top(fig, legends)  # the legends stay on top of the moving lines
         avg_line.set_ydata(result["average"])
         rms_line.set_ydata(result["rms_step"])
-        sum_line.set_ydata(result["sum"])
-        ada_line.set_ydata(result["ada_step"])
 
     return update
 

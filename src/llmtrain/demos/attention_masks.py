@@ -2,20 +2,39 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 from matplotlib.colors import ListedColormap
+from matplotlib.layout_engine import PlaceHolderLayoutEngine
 
+from .._threads import one_torch_thread
 from ..objectives import causal_mask, encoder_decoder_masks, prefix_lm_mask
 from .demo import Demo, Slider
+from .plots import FrozenBackground
 
 __all__ = ["attention_mask_demo", "draw_mask"]
 
 #: White where attention is blocked, blue where it is allowed; grey where a block is absent.
 _CMAP = ListedColormap(["white", "#2e86c1", "#eeeeee"])
 N_MAX = 24
+#: The sliders' starting values; the figure is laid out for them whatever the values drawn.
+DEFAULTS = {"n": 10, "prefix_length": 4}
+#: How many frozen backgrounds (one per sequence length n) a demo keeps.
+_BACKGROUNDS = 12
 
 
+@lru_cache(maxsize=128)
 def _masks(n: int, prefix_length: int):
+    """The three masks for (n, n₀), read-only and cached: the demo revisits the same few."""
+    with one_torch_thread():
+        masks = _build_masks(n, prefix_length)
+    for M in masks[:3]:
+        M.setflags(write=False)
+    return masks
+
+
+def _build_masks(n: int, prefix_length: int):
     n0 = min(prefix_length, n)
     causal = causal_mask(n).numpy()
     prefix = prefix_lm_mask(n, n0).numpy()
@@ -39,14 +58,70 @@ def draw_mask(ax, M: np.ndarray, title: str):
     return image
 
 
+def _moving_title(ax, fontsize: float):
+    """A title that a slider changes, drawn as a plain text exactly where the axes title goes.
+
+    An axes title repositions itself on every draw. This text sits at the title's place (the
+    title's own transform, so the picture is unchanged) and never moves; the real title, fully
+    transparent, keeps the same string so that the layout reserves the same room.
+    """
+    ax.set_title("", fontsize=fontsize, color=(0.0, 0.0, 0.0, 0.0))
+    text = ax.text(
+        0.5,
+        1.0,
+        "",
+        transform=ax.title.get_transform(),
+        ha="center",
+        va="baseline",
+        fontsize=fontsize,
+        fontweight=ax.title.get_fontweight(),
+    )
+    text.set_in_layout(False)
+
+    def set_text(s: str) -> None:
+        ax.title.set_text(s)
+        text.set_text(s)
+
+    return text, set_text
+
+
+def _lay_out_now(fig) -> None:
+    """Run the figure's layout engine now and keep that layout: the demo helper's own layout
+    pass, which follows ``draw``, then changes nothing."""
+    engine = fig.get_layout_engine()
+    if engine is not None:
+        engine.execute(fig)
+        fig.set_layout_engine(
+            PlaceHolderLayoutEngine(engine.adjust_compatible, engine.colorbar_gridspec)
+        )
+
+
 def _draw(fig, result, *, n, prefix_length):
     axes = fig.subplots(1, 3)
-    titles = ("causal decoder", "prefix decoder", "encoder-decoder")
-    images = [draw_mask(ax, M, t) for ax, M, t in zip(axes, result[:3], titles, strict=True)]
+    images = [draw_mask(ax, M, "") for ax, M in zip(axes, result[:3], strict=True)]
+    titles, set_titles = zip(*(_moving_title(ax, fontsize=10) for ax in axes), strict=True)
     for ax in axes[1:]:
         ax.set_ylabel("")
     lines = [ax.axvline(-0.5, color="#c0392b", lw=1.5) for ax in axes[1:]]
     lines += [ax.axhline(-0.5, color="#c0392b", lw=1.5) for ax in axes[1:]]
+
+    # The axes, ticks and labels depend on n only: after the first move they are drawn into
+    # an image once per n (kept for the last few n), and a move draws the masks, the lines
+    # and the titles over it.
+    background = FrozenBackground(fig, axes)
+    dynamic = [*images, *lines, *titles]
+    dynamic += [spine for ax in axes for spine in ax.spines.values()]  # drawn over the masks
+    backgrounds: dict[int, np.ndarray] = {}
+    first_done = False
+
+    def freeze(n: int) -> None:
+        if n in backgrounds:
+            background.image.pixels = backgrounds.pop(n)
+        else:
+            background.capture(dynamic)
+            if len(backgrounds) >= _BACKGROUNDS:
+                del backgrounds[next(iter(backgrounds))]  # the least recently used
+        backgrounds[n] = background.image.pixels
 
     def update(result, *, n, prefix_length):
         *masks, n0 = result
@@ -60,16 +135,22 @@ def _draw(fig, result, *, n, prefix_length):
         for line in lines[2:]:
             line.set_ydata([n0 - 0.5, n0 - 0.5])
         counts = [int((M == 1).sum()) for M in masks]
-        axes[0].set_title(f"causal decoder\n{counts[0]} allowed (i, j) pairs", fontsize=10)
-        axes[1].set_title(f"prefix decoder, n₀ = {n0}\n{counts[1]} allowed", fontsize=10)
-        axes[2].set_title(
+        set_titles[0](f"causal decoder\n{counts[0]} allowed (i, j) pairs")
+        set_titles[1](f"prefix decoder, n₀ = {n0}\n{counts[1]} allowed")
+        set_titles[2](
             f"encoder-decoder, {n0} + {n - n0}\n{counts[2]} allowed"
             if 0 < n0 < n
-            else "encoder-decoder\nneeds 0 < n₀ < n",
-            fontsize=10,
+            else "encoder-decoder\nneeds 0 < n₀ < n"
         )
+        if first_done:  # after the layout, which the first draw fixes
+            freeze(n)
 
+    # The tick labels set the margins: lay out for the default values, so that a figure looks
+    # the same whether drawn afresh for its values or reached by moving the sliders.
+    update(_masks(**DEFAULTS), **DEFAULTS)
+    _lay_out_now(fig)
     update(result, n=n, prefix_length=prefix_length)
+    first_done = True
     return update
 
 
@@ -82,8 +163,15 @@ def attention_mask_demo() -> Demo:
         _masks,
         _draw,
         [
-            Slider("n", 2, N_MAX, 10, integer=True, label="sequence length n"),
-            Slider("prefix_length", 0, N_MAX, 4, integer=True, label="prefix length n₀"),
+            Slider("n", 2, N_MAX, DEFAULTS["n"], integer=True, label="sequence length n"),
+            Slider(
+                "prefix_length",
+                0,
+                N_MAX,
+                DEFAULTS["prefix_length"],
+                integer=True,
+                label="prefix length n₀",
+            ),
         ],
         figsize=(9.0, 3.5),
     )

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
 from ..optim import EarlyStopping, TrainingRun, polynomial_regression_data, train
 from .demo import Demo, Slider
-from .plots import log_axis
+from .plots import FrozenBackground, log_axis
 from .sgd import log_x_axis
 
 __all__ = ["early_stopping_demo"]
@@ -28,11 +29,19 @@ class _Result:
         return self.run.diverged_at
 
 
-def _fit(degree, n, lr, batch_size, patience, epochs, noise):
+@lru_cache(maxsize=64)
+def _run(degree, n, lr, batch_size, epochs, noise):
+    """The training run, which the patience slider does not change: a pure function of the
+    other sliders, so kept for the values a reader has visited (moving back is instant)."""
     task = polynomial_regression_data(n, degree, noise=noise, seed=0)
     run = train(
         task.train, lr=lr, batch_size=min(batch_size, n), epochs=epochs, val=task.val, seed=0
     )
+    return task, run
+
+
+def _fit(degree, n, lr, batch_size, patience, epochs, noise):
+    task, run = _run(degree, n, lr, batch_size, epochs, noise)
     # Replay the validation curve through the stopping rule, to show where it would have
     # stopped and what it would have kept, next to what training on would have done.
     rule = EarlyStopping(patience=patience)
@@ -42,6 +51,14 @@ def _fit(degree, n, lr, batch_size, patience, epochs, noise):
             stop = epoch
             break
     return _Result(task, run, stop, rule.best_step)
+
+
+def _title(ax):
+    """A title that the sliders change: a plain text where ``ax.set_title`` puts it (an axes
+    title repositions itself on every draw, and would be frozen into the background)."""
+    return ax.text(
+        0.5, 1.0, "", transform=ax.title.get_transform(), ha="center", va="baseline", fontsize=9
+    )
 
 
 def _draw(fig, result, *, epochs, noise, **params):
@@ -60,7 +77,7 @@ def _draw(fig, result, *, epochs, noise, **params):
     curve_ax.grid(alpha=0.3)
     curve_ax.legend(loc="lower left", fontsize=7)
     curve_ax.set_xlabel("epoch (green: early stop; dot: epoch kept; dashed: noise floor)")
-    title = curve_ax.set_title("", fontsize=9)
+    title = _title(curve_ax)
 
     fit_ax.plot(_GRID, result.task.target(_GRID), color="black", linewidth=1)
     (points,) = fit_ax.plot([], [], "o", color="C0", markersize=4)
@@ -69,9 +86,12 @@ def _draw(fig, result, *, epochs, noise, **params):
     fit_ax.set_xlim(-1, 1)
     fit_ax.set_ylim(-2.5, 2.5)
     fit_ax.set_xlabel("x (black: true curve; green: fit kept; red: fit at the end)")
-    fit_title = fit_ax.set_title("", fontsize=9)
+    fit_title = _title(fit_ax)
 
-    def update(result, *, patience, **_):
+    background = FrozenBackground(fig, [curve_ax, fit_ax])
+    dynamic = [train_line, val_line, best_dot, stop_line, title, points, kept, last, fit_title]
+
+    def apply(result, patience):
         run, task = result.run, result.task
         e = np.arange(len(run.train_losses))
         train_line.set_data(e[1:], run.train_losses[1:])
@@ -95,7 +115,14 @@ def _draw(fig, result, *, epochs, noise, **params):
             f"{run.val_losses[best]:.3f} kept, {run.val_losses[-1]:.3f} at the end"
         )
 
-    update(result, **params)
+    def update(result, *, patience, **_):
+        # Axes, ticks, labels, legend, noise floor and true curve never change: after the
+        # first move they are one image, and a move draws the curves and titles only.
+        if background.image is None:
+            background.capture(dynamic)
+        apply(result, patience)
+
+    apply(result, params["patience"])
     return update
 
 

@@ -6,11 +6,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from matplotlib.layout_engine import PlaceHolderLayoutEngine
 from matplotlib.ticker import MaxNLocator
 
 from .._threads import one_torch_thread
 from ..objectives import cross_entropy
 from .demo import Demo, Slider
+from .plots import FrozenBackground
 
 __all__ = ["logit_demo"]
 
@@ -18,6 +20,8 @@ __all__ = ["logit_demo"]
 OTHER_LOGITS = (1.5, 0.5, -1.0)
 #: The range of z_1 drawn on the curves.
 Z_RANGE = (-8.0, 8.0)
+#: The sliders' starting values; the figure is laid out for them whatever the values drawn.
+DEFAULTS = {"z1": 1.0, "temperature": 1.0, "label_smoothing": 0.0}
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,44 @@ def _sweep_logit(*, z1, temperature, label_smoothing, others=OTHER_LOGITS, point
     )
 
 
+def _moving_title(ax, fontsize: float):
+    """A title that a slider changes, drawn as a plain text exactly where the axes title goes.
+
+    An axes title repositions itself on every draw. This text sits at the title's place (the
+    title's own transform, so the picture is unchanged) and never moves; the real title, fully
+    transparent, keeps the same string so that the layout reserves the same room.
+    """
+    ax.set_title("", fontsize=fontsize, color=(0.0, 0.0, 0.0, 0.0))
+    text = ax.text(
+        0.5,
+        1.0,
+        "",
+        transform=ax.title.get_transform(),
+        ha="center",
+        va="baseline",
+        fontsize=fontsize,
+        fontweight=ax.title.get_fontweight(),
+    )
+    text.set_in_layout(False)
+
+    def set_text(s: str) -> None:
+        ax.title.set_text(s)
+        text.set_text(s)
+
+    return text, set_text
+
+
+def _lay_out_now(fig) -> None:
+    """Run the figure's layout engine now and keep that layout: the demo helper's own layout
+    pass, which follows ``draw``, then changes nothing."""
+    engine = fig.get_layout_engine()
+    if engine is not None:
+        engine.execute(fig)
+        fig.set_layout_engine(
+            PlaceHolderLayoutEngine(engine.adjust_compatible, engine.colorbar_gridspec)
+        )
+
+
 def _draw(fig, r: LogitSweep, *, z1, temperature, label_smoothing, **_):
     loss_ax, grad_ax, bar_ax = fig.subplots(1, 3, width_ratios=[1, 1, 1.1])
     (loss_curve,) = loss_ax.plot(r.z1_grid, r.losses, color="C0")
@@ -77,7 +119,7 @@ def _draw(fig, r: LogitSweep, *, z1, temperature, label_smoothing, **_):
 
     (grad_curve,) = grad_ax.plot(r.z1_grid, r.dz1, color="C1")
     (grad_dot,) = grad_ax.plot([z1], [r.gradient[0]], "o", color="C3")
-    grad_ax.axhline(0.0, color="black", linewidth=0.6)
+    grad_zero = grad_ax.axhline(0.0, color="black", linewidth=0.6)
     grad_ax.set_xlim(*Z_RANGE)
     grad_ax.set_xlabel("logit z₁ of the correct class")
     grad_ax.set_title("∂ℓ/∂z₁ = (p₁ − y₁)/τ", fontsize=10)
@@ -89,13 +131,24 @@ def _draw(fig, r: LogitSweep, *, z1, temperature, label_smoothing, **_):
     p_bars = bar_ax.bar(x - w, r.p, w, label="p = softmax(z/τ)", color="C0")
     y_bars = bar_ax.bar(x, r.y, w, label="target y", color="C2")
     g_bars = bar_ax.bar(x + w, r.p - r.y, w, label="p − y", color="C1")
-    bar_ax.axhline(0.0, color="black", linewidth=0.6)
+    bar_zero = bar_ax.axhline(0.0, color="black", linewidth=0.6)
     bar_ax.set_xticks(x, [f"class {k + 1}" for k in range(C)], fontsize=8)
     bar_ax.set_ylim(-1.05, 1.05)
     bar_ax.legend(fontsize=7, loc="upper right")
-    title = bar_ax.set_title("", fontsize=10)
+    title, set_title = _moving_title(bar_ax, fontsize=10)
+
+    # Everything but the curves, dots, bars, title and the two y axes (whose limits follow τ
+    # and ε_ls) is drawn once into an image after the first move. What the original stacking
+    # draws over those (zero lines, spines) is drawn with them.
+    background = FrozenBackground(fig, [loss_ax, grad_ax, bar_ax])
+    dynamic = [loss_curve, loss_dot, grad_curve, grad_dot, *p_bars, *y_bars, *g_bars, title]
+    dynamic += [loss_ax.yaxis, grad_ax.yaxis, grad_zero, bar_zero]
+    dynamic += [spine for ax in (loss_ax, grad_ax, bar_ax) for spine in ax.spines.values()]
+    first_done = False
 
     def update(r: LogitSweep, *, z1, temperature, label_smoothing, **_):
+        if background.image is None and first_done:
+            background.capture(dynamic)
         loss_curve.set_ydata(r.losses)
         loss_dot.set_data([z1], [r.loss])
         top = float(max(r.losses.max(), r.loss))
@@ -106,14 +159,19 @@ def _draw(fig, r: LogitSweep, *, z1, temperature, label_smoothing, **_):
         for bars, heights in ((p_bars, r.p), (y_bars, r.y), (g_bars, r.p - r.y)):
             for bar, h in zip(bars, heights, strict=True):
                 bar.set_height(h)
-        title.set_text(f"at z₁ = {z1:.2f}: ℓ = {r.loss:.3f}")
+        set_title(f"at z₁ = {z1:.2f}: ℓ = {r.loss:.3f}")
 
     # Few tick labels: drawing them is most of the cost of a slider move.
     for ax in (loss_ax, grad_ax):
         ax.set_xticks([-8, -4, 0, 4, 8])
         ax.yaxis.set_major_locator(MaxNLocator(4))
     bar_ax.set_yticks([-1.0, -0.5, 0.0, 0.5, 1.0])
+    # The y tick labels set the margins: lay out for the default values, so that a figure
+    # looks the same whether drawn afresh for its values or reached by moving the sliders.
+    update(_sweep(**DEFAULTS), **DEFAULTS)
+    _lay_out_now(fig)
     update(r, z1=z1, temperature=temperature, label_smoothing=label_smoothing)
+    first_done = True
     return update
 
 
@@ -125,9 +183,23 @@ def logit_demo() -> Demo:
         _sweep,
         _draw,
         [
-            Slider("z1", Z_RANGE[0], Z_RANGE[1], 1.0, step=0.1, label="logit z₁"),
-            Slider("temperature", 0.25, 4.0, 1.0, scale="log", label="temperature τ"),
-            Slider("label_smoothing", 0.0, 0.5, 0.0, step=0.01, label="label smoothing ε_ls"),
+            Slider("z1", *Z_RANGE, DEFAULTS["z1"], step=0.1, label="logit z₁"),
+            Slider(
+                "temperature",
+                0.25,
+                4.0,
+                DEFAULTS["temperature"],
+                scale="log",
+                label="temperature τ",
+            ),
+            Slider(
+                "label_smoothing",
+                0.0,
+                0.5,
+                DEFAULTS["label_smoothing"],
+                step=0.01,
+                label="label smoothing ε_ls",
+            ),
         ],
         figsize=(11.0, 3.4),
     )

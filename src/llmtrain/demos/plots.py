@@ -9,9 +9,17 @@ from __future__ import annotations
 
 import numpy as np
 from matplotlib.artist import Artist
+from matplotlib.backends.backend_agg import RendererAgg
 from matplotlib.ticker import LogFormatter, NullLocator
 
-__all__ = ["FrozenBackground", "draw_landscape", "draw_path", "log_axis", "set_path"]
+__all__ = [
+    "FrozenBackground",
+    "draw_landscape",
+    "draw_path",
+    "freeze_on_top",
+    "log_axis",
+    "set_path",
+]
 
 
 def draw_landscape(ax, problem, *, resolution: int = 100, levels: int = 18) -> None:
@@ -110,3 +118,21 @@ class _Pixels(Artist):
         gc = renderer.new_gc()
         renderer.draw_image(gc, 0, 0, self.pixels[::-1])  # rows bottom-up
         gc.restore()
+
+
+def freeze_on_top(fig, artists):
+    """Render ``artists`` that no slider changes but that must stay above the moving ones
+    (legends) once, into a transparent figure-sized image, and hide them.
+
+    The image is drawn above every axes (z-order 1) and below figure texts such as the demo
+    helper's divergence message (z-order 3). A legend costs as much to draw as everything
+    else a slider move redraws. Returns the image artist.
+    """
+    renderer = RendererAgg(round(fig.bbox.width), round(fig.bbox.height), fig.dpi)
+    for artist in artists:
+        artist.set_visible(True)
+        artist.draw(renderer)
+        artist.set_visible(False)
+    image = _Pixels(np.asarray(renderer.buffer_rgba()).copy())
+    image.set_zorder(1)
+    return fig.add_artist(image)

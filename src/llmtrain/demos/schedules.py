@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
+from matplotlib.transforms import ScaledTranslation
 
 from ..optim import (
     Quadratic,
@@ -19,7 +21,7 @@ from ..optim import (
     warmup_cosine,
 )
 from .demo import Demo, Slider
-from .plots import log_axis
+from .plots import FrozenBackground, freeze_on_top, log_axis
 
 __all__ = ["FAMILIES", "expected_losses", "schedule_demo", "schedule_from_sliders"]
 
@@ -87,7 +89,10 @@ class ScheduleRun:
     diverged_at: int | None = None
 
 
+@lru_cache(maxsize=128)
 def _run(family, lr, total, warmup, floor, cycle, T_mult, noise, problem):
+    # A pure function of the slider values: a slider moved back to a value seen before
+    # redraws without recomputing.
     schedule = schedule_from_sliders(
         family, lr=lr, total=total, warmup=warmup, floor=floor, cycle=cycle, T_mult=T_mult
     )
@@ -98,20 +103,58 @@ def _run(family, lr, total, warmup, floor, cycle, T_mult, noise, problem):
     return ScheduleRun(steps, rates, run.losses, expected, run.diverged_at)
 
 
+def _title(ax, text: str, fontsize: float):
+    """A title that a slider changes, as a plain text where ``ax.set_title`` would put it (an
+    axes title repositions itself on every draw)."""
+    offset = ScaledTranslation(0.0, 6 / 72, ax.figure.dpi_scale_trans)  # the title's 6 pt pad
+    return ax.text(
+        0.5, 1.0, text, transform=ax.transAxes + offset, ha="center", va="baseline",
+        fontsize=fontsize,
+    )  # fmt: skip
+
+
 def _draw(fig, run, *, family, lr, total, **params):
     rate_ax, loss_ax = fig.subplots(1, 2)
     (rates,) = rate_ax.plot(run.steps, run.rates, color="C0")
     rate_ax.set_xlabel("step t")
     rate_ax.set_ylabel("learning rate α_t")
-    title = rate_ax.set_title(FAMILIES[family], fontsize=10)
+    title = _title(rate_ax, FAMILIES[family], fontsize=10)
     (losses,) = loss_ax.plot(run.losses, color="C1", alpha=0.35, lw=0.8, label="one noisy run")
     (expected,) = loss_ax.plot(run.expected, color="C1", lw=2, label="expected loss (exact)")
-    loss_ax.legend(fontsize=8, loc="upper right")
+    legend = loss_ax.legend(fontsize=8, loc="upper right")
     log_axis(loss_ax)
     loss_ax.set_ylim(1e-4, 10.0)
     loss_ax.set_xlabel("step t")
     loss_ax.set_ylabel("loss L(θ_t)")
     loss_ax.set_title("noisy SGD on a quadratic with this schedule", fontsize=10)
+
+    # After the first move everything but the curves and the left title is frozen into one
+    # image, and the legend (which a full draw puts above the curves) into another on top. The
+    # axes' limits follow T and α_max: one background per pair of limits, kept for when the
+    # sliders come back.
+    background = FrozenBackground(fig, [rate_ax, loss_ax])
+    dynamic = [rates, losses, expected, title, legend]
+    images, frozen, on_top = {}, [None], []
+
+    def freeze():
+        key = (rate_ax.get_xlim(), rate_ax.get_ylim())
+        if key == frozen[0]:
+            return
+        if key in images:
+            background.image.pixels = images[key]
+        else:
+            if len(images) >= 32:
+                images.pop(next(iter(images)))
+            if on_top:
+                on_top[0].set_visible(False)
+            background.capture(dynamic)
+            images[key] = background.image.pixels
+            if on_top:
+                on_top[0].set_visible(True)
+                legend.set_visible(False)  # capture showed it again
+            else:
+                on_top.append(freeze_on_top(fig, [legend]))
+        frozen[0] = key
 
     def update(run, *, family, lr, total, **params):
         rates.set_data(run.steps, run.rates)
@@ -121,8 +164,12 @@ def _draw(fig, run, *, family, lr, total, **params):
         rate_ax.set_xlim(0, total)
         rate_ax.set_ylim(0, 1.05 * max(lr, float(run.rates.max())))
         loss_ax.set_xlim(0, total)
+        if first_done:
+            freeze()
 
+    first_done = False
     update(run, family=family, lr=lr, total=total)
+    first_done = True
     return update
 
 

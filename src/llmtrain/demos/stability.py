@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -11,7 +12,7 @@ import torch
 from .._threads import one_torch_thread
 from ..optim import Quadratic, accumulate_gradients, clip_by_global_norm, sgd_step
 from .demo import Demo, Slider
-from .plots import log_axis
+from .plots import FrozenBackground, freeze_on_top, log_axis
 
 __all__ = ["accumulation_demo", "clipping_demo", "train_with_spikes"]
 
@@ -62,8 +63,14 @@ def train_with_spikes(
     return np.array(losses), np.array(norms), spikes
 
 
+@lru_cache(maxsize=64)
+def _unclipped(lr, spike, steps, problem):
+    """The run without clipping, which moving c does not change: computed once per (α, spike)."""
+    return train_with_spikes(None, lr=lr, spike=spike, steps=steps, problem=problem)
+
+
 def _spike_runs(max_norm, lr, spike, steps, problem):
-    plain, norms, spikes = train_with_spikes(None, lr=lr, spike=spike, steps=steps, problem=problem)
+    plain, norms, spikes = _unclipped(lr, spike, steps, problem)
     clipped, _, _ = train_with_spikes(max_norm, lr=lr, spike=spike, steps=steps, problem=problem)
     return SpikeRuns(plain, clipped, norms, spikes)
 
@@ -78,7 +85,7 @@ def _draw_spikes(fig, runs, *, max_norm, steps, **params):
     loss_ax.set_xlim(0, steps)
     loss_ax.set_xlabel("step t")
     loss_ax.set_ylabel("loss L(θ_t)")
-    loss_ax.legend(fontsize=8, loc="upper right")
+    loss_legend = loss_ax.legend(fontsize=8, loc="upper right")
     loss_ax.set_title("a spike every 25 steps", fontsize=10)
     (norm_line,) = norm_ax.plot(np.arange(1, steps + 1), runs.norms, ".", color="C3", ms=3)
     threshold = norm_ax.axhline(max_norm, color="C0", linestyle="--", label="threshold c")
@@ -87,15 +94,25 @@ def _draw_spikes(fig, runs, *, max_norm, steps, **params):
     norm_ax.set_xlim(0, steps)
     norm_ax.set_xlabel("step t")
     norm_ax.set_ylabel("‖g_t‖ before clipping (unclipped run)")
-    norm_ax.legend(fontsize=8, loc="upper right")
+    norm_legend = norm_ax.legend(fontsize=8, loc="upper right")
+
+    # No limit or label changes: after the first move everything but the curves is one frozen
+    # image, and the legends (which a full draw puts above the curves) another one on top.
+    background = FrozenBackground(fig, [loss_ax, norm_ax])
+    legends = [loss_legend, norm_legend]
 
     def update(runs, *, max_norm, **params):
+        if background.image is None and first_done:
+            background.capture([plain, clipped, norm_line, threshold, *legends])
+            freeze_on_top(fig, legends)
         plain.set_ydata(np.maximum(runs.losses_plain, 1e-12))
         clipped.set_ydata(np.maximum(runs.losses_clipped, 1e-12))
         norm_line.set_ydata(runs.norms)
         threshold.set_ydata([max_norm, max_norm])
 
+    first_done = False
     update(runs, max_norm=max_norm)
+    first_done = True
     return update
 
 
