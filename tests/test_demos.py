@@ -1,6 +1,9 @@
 """The demo mechanism, driven without a browser: move sliders, check recompute and redraw."""
 
+import io
+
 import numpy as np
+import PIL.Image
 import pytest
 
 from llmtrain.demos import Demo, Slider
@@ -118,3 +121,19 @@ def test_the_overview_demo_runs_the_package_and_updates_in_place():
 def test_a_demo_draws_the_same_image_twice():
     # Two builds of the book must show the same figures.
     assert momentum_demo().png() == momentum_demo().png()
+
+
+def test_the_overview_demo_after_moves_draws_what_a_fresh_demo_draws():
+    # Its static parts are frozen into an image after the first move: the result must not
+    # depend on the moves that led to the final values.
+    moved = momentum_demo()
+    moved.png()
+    for values in ({"lr": 0.01}, {"momentum": 0.9}, {"lr": 0.3}, {"lr": 0.02, "momentum": 0.3}):
+        moved.set(**values)
+    fresh = momentum_demo()
+    fresh.png()  # a first move from the defaults, as a reader's would be
+    fresh.set(lr=0.02, momentum=0.3)
+    a = np.asarray(PIL.Image.open(io.BytesIO(moved.png())), dtype=int)
+    b = np.asarray(PIL.Image.open(io.BytesIO(fresh.png())), dtype=int)
+    assert a.shape == b.shape
+    assert (np.abs(a - b).sum(axis=-1) > 30).mean() < 1e-3

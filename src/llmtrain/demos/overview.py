@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..optim import Quadratic, minimize, sgd_step
 from .demo import Demo, Slider
-from .plots import draw_landscape, draw_path, log_axis, set_path
+from .plots import FrozenBackground, draw_landscape, draw_path, log_axis, set_path
 
 __all__ = ["momentum_demo"]
 
@@ -23,17 +23,21 @@ def _draw(fig, trajectory, *, lr, momentum, steps, problem):
     path_ax.set_title("path of θ on the loss surface", fontsize=10)
     (curve,) = loss_ax.plot(trajectory.losses, color="C0")
     log_axis(loss_ax)
+    # Fixed limits, wide enough for the fastest convergence and for a run that blows up, so
+    # that everything but the path and the curve can be drawn once and reused.
     loss_ax.set_xlim(0, steps)
+    loss_ax.set_ylim(1e-12, 1e8)
     loss_ax.set_xlabel("step t")
     loss_ax.set_ylabel("loss L(θ_t)")
     loss_ax.set_title("loss", fontsize=10)
     loss_ax.grid(alpha=0.3)
+    background = FrozenBackground(fig, [path_ax, loss_ax])
 
     def update(trajectory, **params):
+        if background.image is None:
+            background.capture([path, curve])
         set_path(path, trajectory)
         curve.set_data(range(len(trajectory.losses)), trajectory.losses)
-        loss_ax.relim()
-        loss_ax.autoscale_view(scalex=False)
 
     return update
 
