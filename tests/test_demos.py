@@ -124,15 +124,14 @@ def test_a_demo_draws_the_same_image_twice():
 
 
 def test_the_overview_demo_after_moves_draws_what_a_fresh_demo_draws():
-    # Its static parts are frozen into an image after the first move: the result must not
-    # depend on the moves that led to the final values.
+    # Its layout is fixed at the first draw and its static parts are frozen into an image
+    # after the first move: the result must not depend on the moves that led to the values.
     moved = momentum_demo()
     moved.png()
     for values in ({"lr": 0.01}, {"momentum": 0.9}, {"lr": 0.3}, {"lr": 0.02, "momentum": 0.3}):
         moved.set(**values)
     fresh = momentum_demo()
-    fresh.png()  # a first move from the defaults, as a reader's would be
-    fresh.set(lr=0.02, momentum=0.3)
+    fresh.set(lr=0.02, momentum=0.3)  # drawn for the first time at these values
     a = np.asarray(PIL.Image.open(io.BytesIO(moved.png())), dtype=int)
     b = np.asarray(PIL.Image.open(io.BytesIO(fresh.png())), dtype=int)
     assert a.shape == b.shape

@@ -6,12 +6,12 @@ from functools import lru_cache
 
 import numpy as np
 from matplotlib.colors import ListedColormap
-from matplotlib.layout_engine import PlaceHolderLayoutEngine
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from .._threads import one_torch_thread
 from ..objectives import causal_mask, encoder_decoder_masks, prefix_lm_mask
 from .demo import Demo, Slider
-from .plots import FrozenBackground
+from .plots import FrozenBackground, moving_title
 
 __all__ = ["attention_mask_demo", "draw_mask"]
 
@@ -55,53 +55,21 @@ def draw_mask(ax, M: np.ndarray, title: str):
     ax.set_title(title, fontsize=10)
     ax.set_xlabel("key position j")
     ax.set_ylabel("query position i")
+    # Whole positions, and labels as wide as two digits whatever n is: the layout is fixed
+    # once, and a label that grows would run into the next panel.
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_locator(MaxNLocator(nbins=6, integer=True))
+        axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0f}".rjust(2, "\u2007")))
     return image
-
-
-def _moving_title(ax, fontsize: float):
-    """A title that a slider changes, drawn as a plain text exactly where the axes title goes.
-
-    An axes title repositions itself on every draw. This text sits at the title's place (the
-    title's own transform, so the picture is unchanged) and never moves; the real title, fully
-    transparent, keeps the same string so that the layout reserves the same room.
-    """
-    ax.set_title("", fontsize=fontsize, color=(0.0, 0.0, 0.0, 0.0))
-    text = ax.text(
-        0.5,
-        1.0,
-        "",
-        transform=ax.title.get_transform(),
-        ha="center",
-        va="baseline",
-        fontsize=fontsize,
-        fontweight=ax.title.get_fontweight(),
-    )
-    text.set_in_layout(False)
-
-    def set_text(s: str) -> None:
-        ax.title.set_text(s)
-        text.set_text(s)
-
-    return text, set_text
-
-
-def _lay_out_now(fig) -> None:
-    """Run the figure's layout engine now and keep that layout: the demo helper's own layout
-    pass, which follows ``draw``, then changes nothing."""
-    engine = fig.get_layout_engine()
-    if engine is not None:
-        engine.execute(fig)
-        fig.set_layout_engine(
-            PlaceHolderLayoutEngine(engine.adjust_compatible, engine.colorbar_gridspec)
-        )
 
 
 def _draw(fig, result, *, n, prefix_length):
     axes = fig.subplots(1, 3)
     images = [draw_mask(ax, M, "") for ax, M in zip(axes, result[:3], strict=True)]
-    titles, set_titles = zip(*(_moving_title(ax, fontsize=10) for ax in axes), strict=True)
+    titles = [moving_title(ax, fontsize=10) for ax in axes]
     for ax in axes[1:]:
         ax.set_ylabel("")
+
     lines = [ax.axvline(-0.5, color="#c0392b", lw=1.5) for ax in axes[1:]]
     lines += [ax.axhline(-0.5, color="#c0392b", lw=1.5) for ax in axes[1:]]
 
@@ -135,9 +103,9 @@ def _draw(fig, result, *, n, prefix_length):
         for line in lines[2:]:
             line.set_ydata([n0 - 0.5, n0 - 0.5])
         counts = [int((M == 1).sum()) for M in masks]
-        set_titles[0](f"causal decoder\n{counts[0]} allowed (i, j) pairs")
-        set_titles[1](f"prefix decoder, n₀ = {n0}\n{counts[1]} allowed")
-        set_titles[2](
+        titles[0].set_text(f"causal decoder\n{counts[0]} allowed (i, j) pairs")
+        titles[1].set_text(f"prefix decoder, n₀ = {n0}\n{counts[1]} allowed")
+        titles[2].set_text(
             f"encoder-decoder, {n0} + {n - n0}\n{counts[2]} allowed"
             if 0 < n0 < n
             else "encoder-decoder\nneeds 0 < n₀ < n"
@@ -145,10 +113,6 @@ def _draw(fig, result, *, n, prefix_length):
         if first_done:  # after the layout, which the first draw fixes
             freeze(n)
 
-    # The tick labels set the margins: lay out for the default values, so that a figure looks
-    # the same whether drawn afresh for its values or reached by moving the sliders.
-    update(_masks(**DEFAULTS), **DEFAULTS)
-    _lay_out_now(fig)
     update(result, n=n, prefix_length=prefix_length)
     first_done = True
     return update

@@ -201,21 +201,10 @@ class Demo:
         if self._message is not None:
             self._message.remove()
             self._message = None
-        if self._update_fn is not None:
-            self._update_fn(self.result, **params)
+        if self._update_fn is None:
+            self._draw_from_scratch(params)
         else:
-            self.figure.clear()
-            self.figure.set_layout_engine("constrained")
-            self._update_fn = self.draw_fn(self.figure, self.result, **params)
-            if self._update_fn is not None and not callable(self._update_fn):
-                raise TypeError(
-                    f"draw must return None or an update function, got {self._update_fn!r}"
-                )
-            if self._update_fn is not None:
-                # Lay out once, then freeze: re-running the layout on every move costs more
-                # than the rest of the update.
-                self.figure.get_layout_engine().execute(self.figure)
-                self.figure.set_layout_engine(None)
+            self._update_fn(self.result, **params)
         diverged_at = getattr(self.result, "diverged_at", None)
         if diverged_at is not None:
             self._message = self.figure.text(
@@ -229,6 +218,27 @@ class Demo:
                 bbox=dict(boxstyle="round", facecolor="white", edgecolor="#b00020", alpha=0.9),
             )
         return self.figure
+
+    def _draw_from_scratch(self, params: dict) -> None:
+        """Call ``draw`` on a blank figure. When it returns an update function, the layout is
+        computed once for the default values and then frozen (re-running it on every move
+        costs more than the rest of an update), and the update function moves the figure to
+        ``params``: so a figure depends only on its values, never on the moves before."""
+        self.figure.clear()
+        self.figure.set_layout_engine("constrained")
+        self._update_fn = self.draw_fn(self.figure, self.result, **params)
+        if self._update_fn is None:
+            return
+        if not callable(self._update_fn):
+            raise TypeError(f"draw must return None or an update function, got {self._update_fn!r}")
+        defaults = self.params(**{name: s.default for name, s in self.sliders.items()})
+        if defaults != params:
+            self.figure.clear()
+            self._update_fn = self.draw_fn(self.figure, self.compute_fn(**defaults), **defaults)
+        self.figure.get_layout_engine().execute(self.figure)
+        self.figure.set_layout_engine(None)
+        if defaults != params:
+            self._update_fn(self.result, **params)
 
     def png(self) -> bytes:
         """The current figure as PNG bytes."""

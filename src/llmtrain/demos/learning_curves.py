@@ -9,7 +9,7 @@ import numpy as np
 
 from ..optim import EarlyStopping, TrainingRun, polynomial_regression_data, train
 from .demo import Demo, Slider
-from .plots import FrozenBackground, log_axis
+from .plots import FrozenBackground, log_axis, moving_title
 from .sgd import log_x_axis
 
 __all__ = ["early_stopping_demo"]
@@ -53,14 +53,6 @@ def _fit(degree, n, lr, batch_size, patience, epochs, noise):
     return _Result(task, run, stop, rule.best_step)
 
 
-def _title(ax):
-    """A title that the sliders change: a plain text where ``ax.set_title`` puts it (an axes
-    title repositions itself on every draw, and would be frozen into the background)."""
-    return ax.text(
-        0.5, 1.0, "", transform=ax.title.get_transform(), ha="center", va="baseline", fontsize=9
-    )
-
-
 def _draw(fig, result, *, epochs, noise, **params):
     curve_ax, fit_ax = fig.subplots(1, 2, width_ratios=[1.25, 1])
     floor = 0.5 * noise**2
@@ -77,7 +69,7 @@ def _draw(fig, result, *, epochs, noise, **params):
     curve_ax.grid(alpha=0.3)
     curve_ax.legend(loc="lower left", fontsize=7)
     curve_ax.set_xlabel("epoch (green: early stop; dot: epoch kept; dashed: noise floor)")
-    title = _title(curve_ax)
+    title = moving_title(curve_ax, fontsize=9)
 
     fit_ax.plot(_GRID, result.task.target(_GRID), color="black", linewidth=1)
     (points,) = fit_ax.plot([], [], "o", color="C0", markersize=4)
@@ -86,7 +78,7 @@ def _draw(fig, result, *, epochs, noise, **params):
     fit_ax.set_xlim(-1, 1)
     fit_ax.set_ylim(-2.5, 2.5)
     fit_ax.set_xlabel("x (black: true curve; green: fit kept; red: fit at the end)")
-    fit_title = _title(fit_ax)
+    fit_title = moving_title(fit_ax, fontsize=9)
 
     background = FrozenBackground(fig, [curve_ax, fit_ax])
     dynamic = [train_line, val_line, best_dot, stop_line, title, points, kept, last, fit_title]

@@ -6,13 +6,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from matplotlib.layout_engine import PlaceHolderLayoutEngine
 from matplotlib.ticker import MaxNLocator
 
 from .._threads import one_torch_thread
 from ..objectives import cross_entropy
 from .demo import Demo, Slider
-from .plots import FrozenBackground
+from .plots import FrozenBackground, moving_title
 
 __all__ = ["logit_demo"]
 
@@ -70,44 +69,6 @@ def _sweep_logit(*, z1, temperature, label_smoothing, others=OTHER_LOGITS, point
     )
 
 
-def _moving_title(ax, fontsize: float):
-    """A title that a slider changes, drawn as a plain text exactly where the axes title goes.
-
-    An axes title repositions itself on every draw. This text sits at the title's place (the
-    title's own transform, so the picture is unchanged) and never moves; the real title, fully
-    transparent, keeps the same string so that the layout reserves the same room.
-    """
-    ax.set_title("", fontsize=fontsize, color=(0.0, 0.0, 0.0, 0.0))
-    text = ax.text(
-        0.5,
-        1.0,
-        "",
-        transform=ax.title.get_transform(),
-        ha="center",
-        va="baseline",
-        fontsize=fontsize,
-        fontweight=ax.title.get_fontweight(),
-    )
-    text.set_in_layout(False)
-
-    def set_text(s: str) -> None:
-        ax.title.set_text(s)
-        text.set_text(s)
-
-    return text, set_text
-
-
-def _lay_out_now(fig) -> None:
-    """Run the figure's layout engine now and keep that layout: the demo helper's own layout
-    pass, which follows ``draw``, then changes nothing."""
-    engine = fig.get_layout_engine()
-    if engine is not None:
-        engine.execute(fig)
-        fig.set_layout_engine(
-            PlaceHolderLayoutEngine(engine.adjust_compatible, engine.colorbar_gridspec)
-        )
-
-
 def _draw(fig, r: LogitSweep, *, z1, temperature, label_smoothing, **_):
     loss_ax, grad_ax, bar_ax = fig.subplots(1, 3, width_ratios=[1, 1, 1.1])
     (loss_curve,) = loss_ax.plot(r.z1_grid, r.losses, color="C0")
@@ -135,7 +96,7 @@ def _draw(fig, r: LogitSweep, *, z1, temperature, label_smoothing, **_):
     bar_ax.set_xticks(x, [f"class {k + 1}" for k in range(C)], fontsize=8)
     bar_ax.set_ylim(-1.05, 1.05)
     bar_ax.legend(fontsize=7, loc="upper right")
-    title, set_title = _moving_title(bar_ax, fontsize=10)
+    title = moving_title(bar_ax, fontsize=10)
 
     # Everything but the curves, dots, bars, title and the two y axes (whose limits follow τ
     # and ε_ls) is drawn once into an image after the first move. What the original stacking
@@ -159,17 +120,13 @@ def _draw(fig, r: LogitSweep, *, z1, temperature, label_smoothing, **_):
         for bars, heights in ((p_bars, r.p), (y_bars, r.y), (g_bars, r.p - r.y)):
             for bar, h in zip(bars, heights, strict=True):
                 bar.set_height(h)
-        set_title(f"at z₁ = {z1:.2f}: ℓ = {r.loss:.3f}")
+        title.set_text(f"at z₁ = {z1:.2f}: ℓ = {r.loss:.3f}")
 
     # Few tick labels: drawing them is most of the cost of a slider move.
     for ax in (loss_ax, grad_ax):
         ax.set_xticks([-8, -4, 0, 4, 8])
         ax.yaxis.set_major_locator(MaxNLocator(4))
     bar_ax.set_yticks([-1.0, -0.5, 0.0, 0.5, 1.0])
-    # The y tick labels set the margins: lay out for the default values, so that a figure
-    # looks the same whether drawn afresh for its values or reached by moving the sliders.
-    update(_sweep(**DEFAULTS), **DEFAULTS)
-    _lay_out_now(fig)
     update(r, z1=z1, temperature=temperature, label_smoothing=label_smoothing)
     first_done = True
     return update

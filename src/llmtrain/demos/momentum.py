@@ -21,7 +21,7 @@ from ..optim import (
     sgd_step,
 )
 from .demo import Demo, Slider
-from .plots import FrozenBackground, draw_landscape, draw_path, log_axis, set_path
+from .plots import FrozenBackground, draw_landscape, draw_path, log_axis, moving_title, set_path
 
 __all__ = ["rate_map_demo", "rosenbrock_demo", "valley_demo"]
 
@@ -48,13 +48,6 @@ class Runs:
     @property
     def diverged(self) -> bool:
         return self.momentum.diverged
-
-
-def _title(ax, text: str):
-    """A title that a slider may change: a plain text at a fixed place above the axes (an
-    axes title repositions itself on every draw, and loses its place once the axis
-    decorations are frozen into the background)."""
-    return ax.text(0.5, 1.02, text, transform=ax.transAxes, ha="center", va="bottom", fontsize=9)
 
 
 def valley(κ: float, angle: float = 0.4) -> Quadratic:
@@ -125,7 +118,7 @@ def _valley_draw(fig, runs: Runs, *, lr, momentum, kappa, steps):
     loss_ax.set_ylabel("loss L(θ_t)")
     loss_ax.grid(alpha=0.3)
     loss_ax.legend(loc="lower left", fontsize=8)
-    title = _title(loss_ax, _rate_text(runs.rates))
+    title = moving_title(loss_ax, _rate_text(runs.rates), fontsize=9)
 
     background = FrozenBackground(fig, [path_ax, loss_ax])
     dynamic = [gd_path, m_path, legend, gd_curve, m_curve, title]
@@ -238,7 +231,7 @@ def _rate_map_draw(fig, result: RateMap, *, kappa, resolution):
     map_ax.set_ylim(0.0, 0.995)
     map_ax.set_xlabel("learning rate α (curvatures 1/κ … 1)")
     map_ax.set_ylabel("momentum μ")
-    title = _title(map_ax, "\n")
+    title = moving_title(map_ax, "\n", fontsize=9)
 
     κs = np.geomspace(1.0, 1e4, 200)
     rate_gd = [optimal_gd(1.0 / k, 1.0)[1] for k in κs]
@@ -342,7 +335,7 @@ def _rosenbrock_draw(fig, runs: Runs, *, lr, momentum, nesterov, steps):
     loss_ax.set_ylabel("loss L(θ_t)")
     loss_ax.grid(alpha=0.3)
     loss_ax.legend(loc="lower left", fontsize=8)
-    title = _title(loss_ax, "")
+    title = moving_title(loss_ax, fontsize=9)
 
     background = FrozenBackground(fig, [path_ax, loss_ax])
     dynamic = [gd_path, m_path, legend, gd_curve, m_curve, title]

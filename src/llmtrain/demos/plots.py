@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.artist import Artist
 from matplotlib.backends.backend_agg import RendererAgg
+from matplotlib.text import Text
 from matplotlib.ticker import LogFormatter, NullLocator
 
 __all__ = [
@@ -136,3 +137,41 @@ def freeze_on_top(fig, artists):
     image = _Pixels(np.asarray(renderer.buffer_rgba()).copy())
     image.set_zorder(1)
     return fig.add_artist(image)
+
+
+def moving_title(ax, text: str = "", *, fontsize: float = 10):
+    """A title that a slider changes: a plain text exactly where ``ax.set_title`` puts one.
+
+    An axes title repositions itself on every draw, which costs time and would be frozen into
+    a :class:`FrozenBackground`; this text uses the title's own transform and never moves.
+    The real title, fully transparent, follows its text, so that the layout reserves the same
+    room. Change the text with ``set_text``.
+    """
+    ax.set_title(text, fontsize=fontsize, color=(0.0, 0.0, 0.0, 0.0))
+    title = _MovingTitle(
+        ax.title,
+        0.5,
+        1.0,
+        text,
+        transform=ax.title.get_transform(),
+        ha="center",
+        va="baseline",
+        fontsize=fontsize,
+        fontweight=ax.title.get_fontweight(),
+    )
+    ax.add_artist(title)
+    title.set_clip_on(False)
+    title.set_in_layout(False)
+    return title
+
+
+class _MovingTitle(Text):
+    """A text that keeps the transparent axes title equal to itself (see ``moving_title``)."""
+
+    def __init__(self, axes_title, *args, **kwargs):
+        self._axes_title = axes_title
+        super().__init__(*args, **kwargs)
+
+    def set_text(self, s):
+        super().set_text(s)
+        self._axes_title.set_text(s)

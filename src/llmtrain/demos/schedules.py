@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from matplotlib.transforms import ScaledTranslation
 
 from ..optim import (
     Quadratic,
@@ -21,7 +20,7 @@ from ..optim import (
     warmup_cosine,
 )
 from .demo import Demo, Slider
-from .plots import FrozenBackground, freeze_on_top, log_axis
+from .plots import FrozenBackground, freeze_on_top, log_axis, moving_title
 
 __all__ = ["FAMILIES", "expected_losses", "schedule_demo", "schedule_from_sliders"]
 
@@ -103,22 +102,12 @@ def _run(family, lr, total, warmup, floor, cycle, T_mult, noise, problem):
     return ScheduleRun(steps, rates, run.losses, expected, run.diverged_at)
 
 
-def _title(ax, text: str, fontsize: float):
-    """A title that a slider changes, as a plain text where ``ax.set_title`` would put it (an
-    axes title repositions itself on every draw)."""
-    offset = ScaledTranslation(0.0, 6 / 72, ax.figure.dpi_scale_trans)  # the title's 6 pt pad
-    return ax.text(
-        0.5, 1.0, text, transform=ax.transAxes + offset, ha="center", va="baseline",
-        fontsize=fontsize,
-    )  # fmt: skip
-
-
 def _draw(fig, run, *, family, lr, total, **params):
     rate_ax, loss_ax = fig.subplots(1, 2)
     (rates,) = rate_ax.plot(run.steps, run.rates, color="C0")
     rate_ax.set_xlabel("step t")
     rate_ax.set_ylabel("learning rate α_t")
-    title = _title(rate_ax, FAMILIES[family], fontsize=10)
+    title = moving_title(rate_ax, FAMILIES[family], fontsize=10)
     (losses,) = loss_ax.plot(run.losses, color="C1", alpha=0.35, lw=0.8, label="one noisy run")
     (expected,) = loss_ax.plot(run.expected, color="C1", lw=2, label="expected loss (exact)")
     legend = loss_ax.legend(fontsize=8, loc="upper right")
