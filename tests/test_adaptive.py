@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from demo_checks import differing_fraction, pixels
 
 from llmtrain.optim import (
     Adafactor,
@@ -596,14 +597,8 @@ def test_the_accumulator_demo_follows_the_closed_forms():
     ],
 )
 def test_frozen_background_draws_what_a_fresh_demo_draws(name, moves):
-    import io
-
-    import PIL.Image
 
     import llmtrain.demos.adaptive as demos
-
-    def pixels(demo):
-        return np.asarray(PIL.Image.open(io.BytesIO(demo.png()))).astype(int)
 
     moved = getattr(demos, name)()
     first = pixels(moved)
@@ -612,23 +607,19 @@ def test_frozen_background_draws_what_a_fresh_demo_draws(name, moves):
         moved.set(**move)
         final.update(move)
         after = pixels(moved)
-    fresh = getattr(demos, name)().set(**final)  # drawn from scratch
-    assert (np.abs(after - first).sum(axis=-1) > 30).mean() > 0.001  # the moves show
-    differ = (np.abs(after - pixels(fresh)).sum(axis=-1) > 30).mean()
+    fresh = getattr(demos, name)().set(**final)  # a new demo, set straight to the final values
+    assert differing_fraction(after, first) > 0.001  # the moves show
+    differ = differing_fraction(after, pixels(fresh))
     assert differ < 0.005  # only anti-aliasing at edges may differ
     # The frozen background and overlay keep the static figure: back at the defaults, the
     # moved demo draws what a new one draws before any move.
     moved.set(**{s.name: s.default for s in moved.sliders.values()})
-    assert (np.abs(pixels(moved) - first).sum(axis=-1) > 30).mean() < 0.005
+    assert differing_fraction(pixels(moved), first) < 0.005
 
 
 @pytest.mark.parametrize("name", ["accumulator_demo", "weight_decay_demo"])
 def test_frozen_legends_stay_on_top_of_a_line_that_crosses_them(name):
     import llmtrain.demos.adaptive as demos
-
-    def pixels(demo):
-        demo.figure.canvas.draw()
-        return np.asarray(demo.figure.canvas.buffer_rgba()).astype(int)
 
     demo = getattr(demos, name)()
     demo.png()
@@ -652,7 +643,7 @@ def test_frozen_legends_stay_on_top_of_a_line_that_crosses_them(name):
         legend.set_visible(True)
     direct = pixels(demo)  # the legends drawn as artists, on top of the line
     # 0 with the image above the lines, about 0.01 with it below them.
-    assert (np.abs(frozen - direct).sum(axis=-1) > 30).mean() < 0.001
+    assert differing_fraction(frozen, direct) < 0.001
 
 
 # -- exercises ------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from demo_checks import pixels
 
 from llmtrain.objectives.attention_masks import (
     causal_mask,
@@ -259,14 +260,8 @@ def test_attention_mask_demo_after_moves_draws_what_a_fresh_demo_draws():
     moves of both sliders the figure is the one a new demo draws for the final values, up to
     anti-aliasing where a tick mark meets a mask, and back at the defaults it is the default
     figure."""
-    import io
-
-    import PIL.Image
 
     from llmtrain.demos.attention_masks import attention_mask_demo
-
-    def pixels(demo):
-        return np.asarray(PIL.Image.open(io.BytesIO(demo.png()))).astype(int)
 
     def assert_same(a, b):
         diff = np.abs(a - b).sum(axis=-1)

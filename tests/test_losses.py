@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from demo_checks import pixels
 
 from llmtrain.objectives import (
     binary_log_loss,
@@ -360,14 +361,8 @@ def test_logit_demo_after_moves_draws_what_a_fresh_demo_draws():
     """The frozen background (and fixed layout) must not leave stale pixels: after moves of
     every slider, including the ones that rescale the y axes, the figure is the one a new
     demo draws for the final values, and back at the defaults it is the default figure."""
-    import io
-
-    import PIL.Image
 
     from llmtrain.demos.losses import logit_demo
-
-    def pixels(demo):
-        return np.asarray(PIL.Image.open(io.BytesIO(demo.png())))
 
     moved = logit_demo()
     default = pixels(moved)

@@ -18,14 +18,6 @@ def sqrt(x):
     return x.sqrt() if _is_torch(x) else np.sqrt(x)
 
 
-def maximum(a, b):
-    if _is_torch(a):
-        import torch
-
-        return torch.maximum(a, b)
-    return np.maximum(a, b)
-
-
 def copy(x):
     """A copy that owns its memory: state must not alias a gradient the caller may zero."""
     return x.clone() if _is_torch(x) else np.array(x, copy=True)
@@ -44,11 +36,6 @@ def mean(x, axis: int, keepdims: bool = True):
     return (
         x.mean(dim=axis, keepdim=keepdims) if _is_torch(x) else x.mean(axis=axis, keepdims=keepdims)
     )
-
-
-def norm(x):
-    """The Euclidean norm of all entries, as a Python float."""
-    return float(x.norm()) if _is_torch(x) else float(np.linalg.norm(np.ravel(x)))
 
 
 def add_scaled(x, y, c: float, out=None):
