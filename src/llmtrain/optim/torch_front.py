@@ -31,6 +31,9 @@ class TorchOptimizer(torch.optim.Optimizer):
         # A dry run on a one-element array validates the hyperparameters with the rule's own
         # checks, so that a bad value fails at construction, as it does in torch.optim.
         type(self).update_rule(np.zeros(1), np.zeros(1), {}, **hyperparameters)
+        # The rule's own keys, fixed now: torch.optim adds others to ``defaults`` and to the
+        # groups (``differentiable`` when a state is loaded, ``initial_lr`` for schedulers).
+        self._rule_keys = tuple(hyperparameters)
         super().__init__(params, hyperparameters)
 
     @torch.no_grad()
@@ -42,8 +45,7 @@ class TorchOptimizer(torch.optim.Optimizer):
                 loss = closure()
         rule = type(self).update_rule
         for group in self.param_groups:
-            # Only the rule's own keys: schedulers add others, such as "initial_lr".
-            hyperparameters = {k: group[k] for k in self.defaults}
+            hyperparameters = {k: group[k] for k in self._rule_keys}
             for p in group["params"]:
                 if p.grad is None:
                     continue
