@@ -5,10 +5,65 @@ The GPT, the tokenizer and the trainer defined here are the book's workhorse: Pa
 chapters and all of Part IV reuse them rather than writing a model of their own.
 """
 
-# -- data -----------------------------------------------------------------------------------
+from .contamination import NgramOverlap, ngram_overlap, word_ngrams
+from .corpora import (
+    CODEC_MODULES,
+    HELD_OUT_MODULES,
+    STDLIB_MODULES,
+    TRAINING_MODULES,
+    CorpusDocument,
+    python_source,
+    stdlib_corpus,
+    stdlib_documents,
+)
+from .deduplication import ExactDedup, exact_dedup, normalize_document
+from .lsh import lsh_candidate_pairs, lsh_probability, lsh_threshold
+from .minhash import (
+    MERSENNE_61,
+    estimated_jaccard,
+    jaccard,
+    minhash_signature,
+    minhash_signatures,
+    word_shingles,
+)
+from .mixtures import LLAMA1_MIXTURE, LLAMA1_TOKENS, MixtureSource, mixture_tokens
+from .quality_filters import (
+    GOPHER_RULES,
+    GOPHER_STOP_WORDS,
+    QualityVerdict,
+    gopher_quality_filter,
+)
 
-# -- tokenization ---------------------------------------------------------------------------
-
-# -- the model and generation ---------------------------------------------------------------
-
-# -- training -------------------------------------------------------------------------------
+__all__ = [
+    "CODEC_MODULES",
+    "GOPHER_RULES",
+    "GOPHER_STOP_WORDS",
+    "HELD_OUT_MODULES",
+    "LLAMA1_MIXTURE",
+    "LLAMA1_TOKENS",
+    "MERSENNE_61",
+    "STDLIB_MODULES",
+    "TRAINING_MODULES",
+    "CorpusDocument",
+    "ExactDedup",
+    "MixtureSource",
+    "NgramOverlap",
+    "QualityVerdict",
+    "estimated_jaccard",
+    "exact_dedup",
+    "gopher_quality_filter",
+    "jaccard",
+    "lsh_candidate_pairs",
+    "lsh_probability",
+    "lsh_threshold",
+    "minhash_signature",
+    "minhash_signatures",
+    "mixture_tokens",
+    "ngram_overlap",
+    "normalize_document",
+    "python_source",
+    "stdlib_corpus",
+    "stdlib_documents",
+    "word_ngrams",
+    "word_shingles",
+]
