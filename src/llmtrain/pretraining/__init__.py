@@ -5,6 +5,14 @@ The GPT, the tokenizer and the trainer defined here are the book's workhorse: Pa
 chapters and all of Part IV reuse them rather than writing a model of their own.
 """
 
+from .bpe import (
+    GPT2_SPLIT_PATTERN,
+    GPT4_SPLIT_PATTERN,
+    BPETokenizer,
+    bytes_per_token,
+    compression_curve,
+)
+from .char_tokenizer import CharTokenizer
 from .contamination import NgramOverlap, ngram_overlap, word_ngrams
 from .corpora import (
     CODEC_MODULES,
@@ -33,29 +41,42 @@ from .quality_filters import (
     QualityVerdict,
     gopher_quality_filter,
 )
+from .tokenizer import Tokenizer, load_tokenizer
+from .unigram import unigram_segment
+from .wordpiece import likelihood_gain, merge_scores, wordpiece_score
 
 __all__ = [
     "CODEC_MODULES",
     "GOPHER_RULES",
     "GOPHER_STOP_WORDS",
+    "GPT2_SPLIT_PATTERN",
+    "GPT4_SPLIT_PATTERN",
     "HELD_OUT_MODULES",
     "LLAMA1_MIXTURE",
     "LLAMA1_TOKENS",
     "MERSENNE_61",
     "STDLIB_MODULES",
     "TRAINING_MODULES",
+    "BPETokenizer",
+    "CharTokenizer",
     "CorpusDocument",
     "ExactDedup",
     "MixtureSource",
     "NgramOverlap",
     "QualityVerdict",
+    "Tokenizer",
+    "bytes_per_token",
+    "compression_curve",
     "estimated_jaccard",
     "exact_dedup",
     "gopher_quality_filter",
     "jaccard",
+    "likelihood_gain",
+    "load_tokenizer",
     "lsh_candidate_pairs",
     "lsh_probability",
     "lsh_threshold",
+    "merge_scores",
     "minhash_signature",
     "minhash_signatures",
     "mixture_tokens",
@@ -64,6 +85,8 @@ __all__ = [
     "python_source",
     "stdlib_corpus",
     "stdlib_documents",
+    "unigram_segment",
     "word_ngrams",
     "word_shingles",
+    "wordpiece_score",
 ]
