@@ -25,6 +25,7 @@ from .corpora import (
     stdlib_documents,
 )
 from .deduplication import ExactDedup, exact_dedup, normalize_document
+from .gpt import GPT, GPTConfig, KVCache, RMSNorm, causal_self_attention, rope_rotate
 from .lsh import lsh_candidate_pairs, lsh_probability, lsh_threshold
 from .minhash import (
     MERSENNE_61,
@@ -35,12 +36,14 @@ from .minhash import (
     word_shingles,
 )
 from .mixtures import LLAMA1_MIXTURE, LLAMA1_TOKENS, MixtureSource, mixture_tokens
+from .model_size import FlopsPerToken, ParameterCount, flops_per_token, parameter_count
 from .quality_filters import (
     GOPHER_RULES,
     GOPHER_STOP_WORDS,
     QualityVerdict,
     gopher_quality_filter,
 )
+from .sampling import sample_next_token, sampling_distribution, top_k_filter, top_p_filter
 from .tokenizer import Tokenizer, load_tokenizer
 from .unigram import unigram_segment
 from .wordpiece import likelihood_gain, merge_scores, wordpiece_score
@@ -49,6 +52,7 @@ __all__ = [
     "CODEC_MODULES",
     "GOPHER_RULES",
     "GOPHER_STOP_WORDS",
+    "GPT",
     "GPT2_SPLIT_PATTERN",
     "GPT4_SPLIT_PATTERN",
     "HELD_OUT_MODULES",
@@ -61,14 +65,21 @@ __all__ = [
     "CharTokenizer",
     "CorpusDocument",
     "ExactDedup",
+    "FlopsPerToken",
+    "GPTConfig",
+    "KVCache",
     "MixtureSource",
     "NgramOverlap",
+    "ParameterCount",
     "QualityVerdict",
+    "RMSNorm",
     "Tokenizer",
     "bytes_per_token",
+    "causal_self_attention",
     "compression_curve",
     "estimated_jaccard",
     "exact_dedup",
+    "flops_per_token",
     "gopher_quality_filter",
     "jaccard",
     "likelihood_gain",
@@ -82,9 +93,15 @@ __all__ = [
     "mixture_tokens",
     "ngram_overlap",
     "normalize_document",
+    "parameter_count",
     "python_source",
+    "rope_rotate",
+    "sample_next_token",
+    "sampling_distribution",
     "stdlib_corpus",
     "stdlib_documents",
+    "top_k_filter",
+    "top_p_filter",
     "unigram_segment",
     "word_ngrams",
     "word_shingles",

@@ -20,8 +20,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._checks import check_int, check_real
+from .sampling import _check_sampling, sample_next_token
 
-__all__ = ["GPT", "GPTConfig", "KVCache"]
+__all__ = ["GPT", "GPTConfig", "KVCache", "RMSNorm", "causal_self_attention", "rope_rotate"]
 
 _CHOICES = {
     "position": ("learned", "rope"),
@@ -136,9 +137,20 @@ def _norm(config: GPTConfig) -> nn.Module:
     return nn.LayerNorm(config.n_embd, bias=config.bias)
 
 
+def rope_angles(block_size: int, head_size: int, base: float = 10000.0) -> torch.Tensor:
+    """The angles m θ_i of RoPE, shape (block_size, head_size / 2): position m = 0, 1, ...
+    times the frequencies θ_i = base^(-2i/d_h), i = 0 .. d_h/2 - 1."""
+    θ = base ** (-torch.arange(0, head_size, 2, dtype=torch.float32) / head_size)
+    return torch.outer(torch.arange(block_size, dtype=torch.float32), θ)
+
+
 def rope_rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate each pair (x_{2i}, x_{2i+1}) of the last dimension by the angle m θ_i of its
-    position m, as in the RoFormer paper; ``cos`` and ``sin`` have shape (T, d_h / 2)."""
+    position m, as in the RoFormer paper; ``cos`` and ``sin`` have shape (T, d_h / 2) and
+    hold the cosines and sines of the angles of the T positions of ``x`` (shape (..., T, d_h)).
+
+    Implements :prf:ref:`alg-rope`.
+    """
     x1, x2 = x[..., 0::2], x[..., 1::2]
     rotated = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
     return rotated.flatten(-2)
@@ -146,6 +158,8 @@ def rope_rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.
 
 class KVCache:
     """The keys and values of the tokens seen so far, one pair of tensors per layer.
+
+    Implements :prf:ref:`alg-kv-cache-generate` (with :meth:`GPT.generate`).
 
     Generating token t+1 needs the keys and values of tokens 1..t at every layer; keeping them
     turns each new token's cost from a pass over the whole prefix into a pass over one token.
@@ -165,14 +179,44 @@ class KVCache:
         return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
 
 
+def causal_self_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, start: int = 0, dropout_p: float = 0.0
+) -> torch.Tensor:
+    """softmax(Q Kᵀ / √d_h + M) V, written out, with the causal mask M (0 where a query may
+    see a key, -inf elsewhere).
+
+    Implements :prf:ref:`alg-causal-self-attention`.
+
+    ``q`` has shape (..., T, d_h), ``k`` and ``v`` (..., S, d_h) with S = start + T: the T
+    queries are the last T of S positions (``start`` > 0 when earlier keys come from a
+    :class:`KVCache`), and query i, at position start + i, sees keys 0 .. start + i.
+    ``dropout_p`` drops attention weights (training only).
+    """
+    T, S = q.shape[-2], k.shape[-2]
+    scores = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])
+    scores = scores.masked_fill(~_causal(T, S, start, q.device), float("-inf"))
+    weights = F.softmax(scores, dim=-1)
+    if dropout_p > 0.0:
+        weights = F.dropout(weights, dropout_p)
+    return weights @ v
+
+
+def _causal(T: int, S: int, start: int, device) -> torch.Tensor:
+    """True where query i (position start + i) may attend to key j."""
+    i = torch.arange(T, device=device)[:, None] + start
+    return torch.arange(S, device=device)[None, :] <= i
+
+
 class CausalSelfAttention(nn.Module):
+    """Multi-head causal self-attention: Q, K and V from one linear map, H heads of width d_h
+    attending in parallel, their outputs concatenated and projected back to width d."""
+
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.config = config
         # Queries, keys and values of all heads in one matrix multiplication.
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
-        self.attn_dropout = nn.Dropout(config.dropout)
         self.resid_dropout = nn.Dropout(config.dropout)
 
     def forward(self, x, rope=None, cache: KVCache | None = None, layer: int = 0):
@@ -188,33 +232,21 @@ class CausalSelfAttention(nn.Module):
             start = cache.length
             k, v = cache.append(layer, k, v)
         # Query i sits at position start + i and may see keys 0 .. start + i.
+        p = self.config.dropout if self.training else 0.0
         if self.config.attention == "explicit":
-            y = self._explicit(q, k, v, start)
+            y = causal_self_attention(q, k, v, start=start, dropout_p=p)
         else:
-            y = self._sdpa(q, k, v, start)
+            y = self._sdpa(q, k, v, start, p)
         y = y.transpose(1, 2).contiguous().view(B, T, d)
         return self.resid_dropout(self.c_proj(y))
 
-    def _mask(self, T: int, S: int, start: int, device) -> torch.Tensor:
-        """True where query i (position start + i) may attend to key j."""
-        i = torch.arange(T, device=device)[:, None] + start
-        return torch.arange(S, device=device)[None, :] <= i
-
-    def _explicit(self, q, k, v, start):
+    def _sdpa(self, q, k, v, start, p):
         T, S = q.shape[2], k.shape[2]
-        scores = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])
-        scores = scores.masked_fill(~self._mask(T, S, start, q.device), float("-inf"))
-        weights = self.attn_dropout(F.softmax(scores, dim=-1))
-        return weights @ v
-
-    def _sdpa(self, q, k, v, start):
-        T, S = q.shape[2], k.shape[2]
-        p = self.config.dropout if self.training else 0.0
         if start == 0:  # the usual square causal mask
             return F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
         # A cached step: the queries are the last T positions. SDPA's is_causal aligns the
         # mask to the top left, which is wrong here, so pass the mask itself.
-        mask = None if T == 1 else self._mask(T, S, start, q.device)
+        mask = None if T == 1 else _causal(T, S, start, q.device)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
 
 
@@ -262,9 +294,14 @@ class Block(nn.Module):
 class GPT(nn.Module):
     """A decoder-only Transformer language model.
 
+    Implements :prf:ref:`alg-gpt-forward` in ``forward``.
+    Implements :prf:ref:`alg-kv-cache-generate` in :meth:`generate`, with :class:`KVCache`.
+
     ``model(idx, targets=None)`` returns ``(logits, loss)``: logits of shape (B, T, V) for
     token ids ``idx`` of shape (B, T), and the mean cross-entropy over all positions when
     ``targets`` (same shape, -100 for positions to ignore) is given, else None.
+    ``model(idx, cache=cache)`` reads ``idx`` as the continuation of the tokens whose keys and
+    values ``cache`` holds, and appends its own.
     """
 
     def __init__(self, config: GPTConfig):
@@ -281,8 +318,7 @@ class GPT(nn.Module):
         if config.position == "learned":
             self.transformer["wpe"] = nn.Embedding(config.block_size, config.n_embd)
         else:
-            θ = config.rope_base ** (-torch.arange(0, config.head_size, 2) / config.head_size)
-            angles = torch.outer(torch.arange(config.block_size, dtype=torch.float32), θ)
+            angles = rope_angles(config.block_size, config.head_size, config.rope_base)
             self.register_buffer("rope_cos", angles.cos(), persistent=False)
             self.register_buffer("rope_sin", angles.sin(), persistent=False)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
@@ -312,7 +348,7 @@ class GPT(nn.Module):
         return n
 
     def forward(self, idx, targets=None, *, cache: KVCache | None = None):
-        B, T = idx.shape
+        T = idx.shape[1]
         start = cache.length if cache is not None else 0
         if start + T > self.config.block_size:
             raise ValueError(
@@ -333,10 +369,78 @@ class GPT(nn.Module):
         logits = self.lm_head(self.transformer.ln_f(x))
         loss = None
         if targets is not None:
-            loss = F.cross_entropy(
-                logits.view(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-100
-            )
+            # In at least float32, also when the model runs in half precision.
+            z = logits.view(-1, logits.size(-1))
+            z = z.to(torch.promote_types(z.dtype, torch.float32))
+            loss = F.cross_entropy(z, targets.reshape(-1), ignore_index=-100)
         return logits, loss
+
+    @torch.no_grad()
+    def generate(
+        self,
+        idx: torch.Tensor,
+        max_new_tokens: int,
+        *,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Append ``max_new_tokens`` sampled tokens to each prompt in ``idx`` (shape (B, T)).
+
+        Implements :prf:ref:`alg-kv-cache-generate`.
+
+        The prompt is read in one pass that fills a :class:`KVCache`; after that each step
+        feeds only the newest token. Each token is drawn by
+        :func:`~llmtrain.pretraining.sample_next_token` with ``temperature`` (0 is greedy),
+        ``top_k``, ``top_p`` and ``generator``. Once the sequence is longer than
+        ``block_size``, the model can only read its last ``block_size`` tokens, and their
+        positions shift by one at every step, so the cached keys (which carry their
+        positions) go stale: from then on each step recomputes the last ``block_size``
+        tokens without a cache. The result is therefore exactly what recomputing
+        ``model(idx[:, -block_size:])`` at every step gives, at any length.
+
+        Runs without gradients and in eval mode (no dropout), and restores the training flag.
+        Returns a tensor of shape (B, T + max_new_tokens).
+        """
+        if not isinstance(idx, torch.Tensor) or idx.dtype != torch.long or idx.ndim != 2:
+            raise TypeError(
+                f"idx must be a (B, T) tensor of token ids (torch.long), got {idx!r:.80}"
+            )
+        B, T = idx.shape
+        T_ctx = self.config.block_size
+        if B < 1 or T < 1:
+            raise ValueError(
+                f"idx must hold at least one prompt of at least one token, got {B}x{T}"
+            )
+        if T > T_ctx:
+            raise ValueError(
+                f"the prompt (idx) has {T} tokens, more than block_size={T_ctx}; "
+                f"crop it to the last {T_ctx} tokens"
+            )
+        max_new_tokens = check_int("max_new_tokens", max_new_tokens, 0)
+        _check_sampling(temperature, top_k, top_p)
+        was_training = self.training
+        self.eval()
+        try:
+            dtype = next(self.parameters()).dtype
+            cache = KVCache(self.config, B, device=idx.device, dtype=dtype)
+            logits, _ = self(idx, cache=cache)  # prefill: the whole prompt in one pass
+            for step in range(max_new_tokens):
+                z = logits[:, -1, :]
+                token = sample_next_token(
+                    z, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator
+                )
+                idx = torch.cat((idx, token[:, None]), dim=1)
+                if step == max_new_tokens - 1:
+                    break
+                if cache.length < T_ctx:
+                    logits, _ = self(idx[:, -1:], cache=cache)
+                else:  # the window slides: recompute the last block_size tokens
+                    logits, _ = self(idx[:, -T_ctx:])
+        finally:
+            self.train(was_training)
+        return idx
 
     def parameter_groups(self, weight_decay: float) -> list[dict]:
         """Two optimizer groups: weight decay on the weight matrices of linear layers, none
