@@ -12,6 +12,7 @@ from .bpe import (
     bytes_per_token,
     compression_curve,
 )
+from .cached_models import DEMO_MODEL_CONFIG, cache_dir, cached_pretrain, demo_model
 from .char_tokenizer import CharTokenizer
 from .contamination import NgramOverlap, ngram_overlap, word_ngrams
 from .corpora import (
@@ -45,11 +46,21 @@ from .quality_filters import (
 )
 from .sampling import sample_next_token, sampling_distribution, top_k_filter, top_p_filter
 from .tokenizer import Tokenizer, load_tokenizer
+from .trainer import (
+    TrainConfig,
+    TrainingDiverged,
+    TrainResult,
+    configure_optimizer,
+    pretrain,
+    read_text_file,
+    train_step,
+)
 from .unigram import unigram_segment
 from .wordpiece import likelihood_gain, merge_scores, wordpiece_score
 
 __all__ = [
     "CODEC_MODULES",
+    "DEMO_MODEL_CONFIG",
     "GOPHER_RULES",
     "GOPHER_STOP_WORDS",
     "GPT",
@@ -74,9 +85,16 @@ __all__ = [
     "QualityVerdict",
     "RMSNorm",
     "Tokenizer",
+    "TrainConfig",
+    "TrainResult",
+    "TrainingDiverged",
     "bytes_per_token",
+    "cache_dir",
+    "cached_pretrain",
     "causal_self_attention",
     "compression_curve",
+    "configure_optimizer",
+    "demo_model",
     "estimated_jaccard",
     "exact_dedup",
     "flops_per_token",
@@ -94,7 +112,9 @@ __all__ = [
     "ngram_overlap",
     "normalize_document",
     "parameter_count",
+    "pretrain",
     "python_source",
+    "read_text_file",
     "rope_rotate",
     "sample_next_token",
     "sampling_distribution",
@@ -102,6 +122,7 @@ __all__ = [
     "stdlib_documents",
     "top_k_filter",
     "top_p_filter",
+    "train_step",
     "unigram_segment",
     "word_ngrams",
     "word_shingles",

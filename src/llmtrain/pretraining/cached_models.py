@@ -1,0 +1,150 @@
+"""Trained models kept on disk: train once, load ever after.
+
+Later chapters need a trained GPT to sample from, inspect or fine-tune, and training one again
+on every build of the book would cost minutes. :func:`cached_pretrain` trains with
+:func:`~llmtrain.pretraining.pretrain` and stores the result under a key that hashes
+everything the weights depend on: the config, the training text, the source code of the
+modules that build and train the model, and the versions of PyTorch and NumPy. The same key
+means the same weights (training is deterministic), so loading is as good as training again;
+any change to the code or the data gives a new key, and the model is trained afresh.
+
+The cache lives in ``$LLMTRAIN_CACHE`` if set, else ``$XDG_CACHE_HOME/llmtrain``, else
+``~/.cache/llmtrain``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .gpt import GPT, GPTConfig
+from .tokenizer import Tokenizer, load_tokenizer
+from .trainer import TrainConfig, TrainResult, pretrain
+
+__all__ = ["DEMO_MODEL_CONFIG", "cache_dir", "cached_pretrain", "demo_model"]
+
+_HERE = Path(__file__).resolve().parent
+_TOKENIZER_SOURCES = {"char": "char_tokenizer.py", "bpe": "bpe.py"}
+
+
+def _sources(config: TrainConfig) -> list[Path]:
+    """The modules whose code decides the weights of a model trained with ``config``."""
+    names = ("gpt.py", "trainer.py", "tokenizer.py", _TOKENIZER_SOURCES[config.tokenizer])
+    return [_HERE / n for n in names] + sorted((_HERE.parent / "optim").glob("*.py"))
+
+
+#: The preset behind :func:`demo_model`: a small character-level GPT (2 layers, width 128,
+#: context 64) trained for 600 updates on the standard library's docstrings.
+DEMO_MODEL_CONFIG = TrainConfig(
+    tokenizer="char",
+    n_layer=2,
+    n_head=4,
+    n_embd=128,
+    block_size=64,
+    batch_size=16,
+    max_iters=600,
+    lr=5e-3,
+    warmup_iters=30,
+    beta2=0.99,
+    eval_interval=100,
+    eval_iters=10,
+    sample_every=200,
+    sample_tokens=200,
+)
+
+
+def cache_dir() -> Path:
+    """The cache directory: ``$LLMTRAIN_CACHE``, else ``$XDG_CACHE_HOME/llmtrain``, else
+    ``~/.cache/llmtrain``."""
+    if os.environ.get("LLMTRAIN_CACHE"):
+        return Path(os.environ["LLMTRAIN_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "llmtrain"
+
+
+def _key(text: str, config: TrainConfig, tokenizer: Tokenizer | None) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps(config.to_dict(), sort_keys=True).encode())
+    h.update(hashlib.sha256(text.encode("utf-8")).digest())
+    if tokenizer is not None:
+        h.update(json.dumps(tokenizer._state(), sort_keys=True).encode())
+    for path in _sources(config):
+        if path.is_file():
+            h.update(path.name.encode() + path.read_bytes())
+    h.update(f"torch {torch.__version__} numpy {np.__version__}".encode())
+    return h.hexdigest()[:24]
+
+
+def _load(path: Path, config: TrainConfig) -> TrainResult:
+    state = torch.load(path / "result.pt", map_location="cpu", weights_only=True)
+    model = GPT(GPTConfig(**state["model_config"]))
+    model.load_state_dict(state["model"])
+    model.eval()
+    tokenizer = load_tokenizer(path / "tokenizer.json") if state["has_tokenizer"] else None
+    samples = [tuple(s) for s in state["samples"]]
+    return TrainResult(model, tokenizer, config, state["log"], state["losses"], samples)
+
+
+def cached_pretrain(
+    text: str, config: TrainConfig, *, tokenizer: Tokenizer | None = None, progress: bool = False
+) -> TrainResult:
+    """:func:`~llmtrain.pretraining.pretrain` on ``text``, stored on disk under a key of
+    the config, the text, the tokenizer, the training code and the library versions: the
+    first call trains and stores, later calls load (in well under a second).
+
+    The entry is written into a temporary directory and renamed into place, so an interrupted
+    call leaves no half-written entry.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+    root = cache_dir()
+    entry = root / _key(text, config, tokenizer)
+    if (entry / "result.pt").is_file():
+        return _load(entry, config)
+    result = pretrain(text, config, tokenizer=tokenizer, progress=progress)
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=".tmp-"))
+    try:
+        state = {
+            "config": config.to_dict(),
+            "model_config": result.model.config.to_dict(),
+            "model": result.model.state_dict(),
+            "log": result.log,
+            "losses": result.losses,
+            "samples": [list(s) for s in result.samples],
+            "has_tokenizer": result.tokenizer is not None,
+        }
+        torch.save(state, tmp / "result.pt")
+        if result.tokenizer is not None:
+            result.tokenizer.save(tmp / "tokenizer.json")
+        try:
+            os.replace(tmp, entry)
+        except OSError:  # another process stored the same entry first: keep theirs
+            pass
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return result
+
+
+def demo_model() -> tuple[GPT, Tokenizer]:
+    """A small trained character-level GPT and its tokenizer, for the chapters that need one.
+
+    The model of ``DEMO_MODEL_CONFIG`` (2 layers, width 128, context 64), trained on
+    :func:`~llmtrain.pretraining.stdlib_corpus` (the standard library's docstrings, text
+    every Python installation has). The first call trains it (well under a minute on two
+    cores) and caches it with :func:`cached_pretrain`; later calls load it. Returned in eval
+    mode; every call returns a fresh copy, so changing it changes no one else's.
+    """
+    from .corpora import stdlib_corpus
+
+    result = cached_pretrain(stdlib_corpus(), DEMO_MODEL_CONFIG)
+    return result.model, result.tokenizer
