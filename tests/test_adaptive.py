@@ -200,6 +200,141 @@ def test_AdamW_matches_torch_for_random_hyperparameters(seed):
     assert_same_run(ours, theirs, start)
 
 
+@pytest.mark.algorithm("alg-adam")
+@pytest.mark.algorithm("alg-adamw")
+@pytest.mark.parametrize("seed", range(5))
+def test_Adam_with_decoupled_weight_decay_matches_torch_and_is_AdamW(seed):
+    rng = np.random.default_rng(100 + seed)
+    kwargs = random_adam_kwargs(rng, float(rng.uniform(0.01, 0.5)))
+    # The second group goes back to L2, so the flag must be read per group, as torch reads it.
+    group2 = dict(decoupled_weight_decay=False, lr=random_lr(rng))
+    ours, theirs, start, *_ = run_pair(
+        Adam, torch.optim.Adam, {**kwargs, "decoupled_weight_decay": True}, seed=seed, group2=group2
+    )
+    assert_same_run(ours, theirs, start)
+    # Without the second group, Adam(decoupled_weight_decay=True) is AdamW, number for number.
+    adam, adamw, start, *_ = run_pair(
+        lambda groups, **kw: Adam(groups, decoupled_weight_decay=True, **kw),
+        AdamW,
+        kwargs,
+        seed=seed,
+    )
+    assert_same_run(adam, adamw, start)
+    with_l2, *_ = run_pair(Adam, torch.optim.Adam, kwargs, seed=seed)
+    assert (
+        max(float((a - b).detach().abs().max()) for a, b in zip(adam, with_l2, strict=True)) > 1e-4
+    )
+
+
+@pytest.mark.algorithm("alg-adamw")
+def test_adam_step_with_decoupled_weight_decay_is_adamw_step():
+    rng = np.random.default_rng(3)
+    θ, g = rng.normal(size=6), rng.normal(size=6)
+    kwargs = dict(lr=0.03, betas=(0.8, 0.95), eps=1e-6, weight_decay=0.2, amsgrad=True)
+    a, state_a = adam_step(θ, g, {}, decoupled_weight_decay=True, **kwargs)
+    b, state_b = adamw_step(θ, g, {}, **kwargs)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(state_a["exp_avg_sq"], state_b["exp_avg_sq"])
+    # The decay is the decoupled one: θ shrinks by 1 - αλ before the Adam step.
+    by_hand, _ = adam_step(θ * (1 - 0.03 * 0.2), g, {}, **{**kwargs, "weight_decay": 0.0})
+    np.testing.assert_allclose(a, by_hand, rtol=1e-15)
+
+
+@pytest.mark.algorithm("alg-adam")
+@pytest.mark.algorithm("alg-adamw")
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize(
+    ("ours_cls", "theirs_cls"), [(Adam, torch.optim.Adam), (AdamW, torch.optim.AdamW)]
+)
+def test_maximize_matches_torch_for_random_hyperparameters(ours_cls, theirs_cls, seed):
+    rng = np.random.default_rng(200 + seed)
+    kwargs = random_adam_kwargs(rng, maybe(rng, rng.uniform(0, 0.1), p=0.7))
+    if ours_cls is Adam:
+        kwargs["decoupled_weight_decay"] = bool(rng.random() < 0.5)
+    # Only the first group ascends: maximize is per group, as in torch.
+    group2 = dict(maximize=False, lr=random_lr(rng))
+    ours, theirs, start, *_ = run_pair(
+        ours_cls, theirs_cls, {**kwargs, "maximize": True}, seed=seed, group2=group2
+    )
+    assert_same_run(ours, theirs, start)
+    # Ascending really differs from descending: the first group moved the other way.
+    down, *_ = run_pair(ours_cls, theirs_cls, kwargs, seed=seed)
+    assert (
+        float((ours[0] - start[0]).detach().sum()) * float((down[0] - start[0]).detach().sum()) < 0
+    )
+
+
+@pytest.mark.algorithm("alg-adagrad")
+@pytest.mark.algorithm("alg-rmsprop")
+@pytest.mark.algorithm("alg-adafactor")
+@pytest.mark.parametrize(
+    ("ours", "theirs", "kwargs"),
+    [
+        (Adagrad, torch.optim.Adagrad, dict(lr=0.1, weight_decay=0.05)),
+        (RMSprop, torch.optim.RMSprop, dict(lr=0.01, momentum=0.5, weight_decay=0.05)),
+        (Adafactor, torch.optim.Adafactor, dict(lr=0.03, weight_decay=0.1)),
+    ],
+)
+def test_a_maximizing_param_group_ascends_in_every_front_as_in_torch(ours, theirs, kwargs):
+    # The front negates the gradient itself, so a group's maximize works whatever the rule.
+    a, b, start, *_ = run_pair(ours, theirs, kwargs, group2=dict(maximize=True))
+    assert_same_run(a, b, start)
+
+
+@pytest.mark.algorithm("alg-adam")
+@pytest.mark.parametrize("foreach", [None, False, True])
+@pytest.mark.parametrize("fused", [None, False, True])
+def test_foreach_and_fused_are_accepted_and_change_no_number(foreach, fused):
+    if foreach and fused:
+        for cls in (Adam, torch.optim.Adam):
+            with pytest.raises((ValueError, RuntimeError), match=r"fused.*foreach.*True"):
+                cls([torch.zeros(1, requires_grad=True)], foreach=foreach, fused=fused)
+        return
+    kwargs = dict(lr=0.05, weight_decay=0.01, foreach=foreach, fused=fused)
+    ours, theirs, start, *_ = run_pair(Adam, torch.optim.Adam, kwargs, steps=10)
+    assert_same_run(ours, theirs, start)
+
+
+@pytest.mark.parametrize("cls", [Adam, AdamW])
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        (
+            dict(capturable=True),
+            ValueError,
+            r"capturable=True is not supported by llmtrain\.optim\.{0}; use torch\.optim\.{0}",
+        ),
+        (
+            dict(differentiable=True),
+            ValueError,
+            r"differentiable=True is not supported by llmtrain\.optim\.{0}; use torch\.optim\.{0}",
+        ),
+        (dict(maximize="yes"), TypeError, r"maximize must be True or False, got 'yes'"),
+        (dict(fused=1), TypeError, r"fused must be True or False or None, got 1"),
+    ],
+)
+def test_unsupported_torch_options_are_rejected_by_name(cls, kwargs, error, message):
+    with pytest.raises(error, match=message.format(cls.__name__)):
+        cls([torch.zeros(1, requires_grad=True)], **kwargs)
+
+
+@pytest.mark.parametrize(("ours", "theirs"), [(Adam, torch.optim.Adam), (AdamW, torch.optim.AdamW)])
+def test_the_signature_takes_every_argument_of_its_torch_namesake(ours, theirs):
+    import inspect
+
+    mine = inspect.signature(ours).parameters
+    their = inspect.signature(theirs).parameters
+    assert set(their) <= set(mine), set(their) - set(mine)
+    # Same positional order, and each argument passed the same way with the same default.
+    positional = [inspect.Parameter.POSITIONAL_OR_KEYWORD]
+    assert [n for n, q in mine.items() if q.kind in positional] == [
+        n for n, q in their.items() if q.kind in positional
+    ]
+    for name, q in their.items():
+        assert mine[name].kind == q.kind, name
+        assert mine[name].default == q.default, name
+
+
 def one_cycle(opt):
     # OneCycleLR also cycles β₁ (torch's "momentum"), so both the rate and the betas move.
     return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.05, total_steps=40)

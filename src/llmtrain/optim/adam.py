@@ -51,6 +51,7 @@ def adam_step(
     eps: float = 1e-8,
     weight_decay: float = 0.0,
     amsgrad: bool = False,
+    decoupled_weight_decay: bool = False,
     out=None,
 ):
     """One step of Adam (or AMSGrad), with optional L2 regularisation added to the gradient.
@@ -74,10 +75,13 @@ def adam_step(
     eps : float
         Denominator constant ε > 0, added to √v̂.
     weight_decay : float
-        L2 coefficient λ ≥ 0, added to the gradient as λθ (coupled, as in ``torch.optim.Adam``;
-        see :func:`adamw_step` for decoupled weight decay).
+        L2 coefficient λ ≥ 0, added to the gradient as λθ (coupled, as in ``torch.optim.Adam``),
+        or the decoupled weight decay if ``decoupled_weight_decay``.
     amsgrad : bool
         Normalise by the running maximum of v (Reddi et al., 2018) instead of v.
+    decoupled_weight_decay : bool
+        Decay the weights, θ ← (1 - αλ) θ, instead of adding λθ to the gradient: the step is
+        then :func:`adamw_step`'s, as with ``torch.optim.Adam(decoupled_weight_decay=True)``.
     out : array or tensor, optional
         Where to write θ_t (it may be θ itself, for an update in place); a new array if None.
 
@@ -90,6 +94,10 @@ def adam_step(
     β1, β2 = check_betas(betas)
     ε = check_real("eps", eps, 0.0, low_open=True)
     λ = check_real("weight_decay", weight_decay, 0.0)
+    if decoupled_weight_decay:
+        return adamw_step(
+            θ, g, state, lr=α, betas=(β1, β2), eps=ε, weight_decay=λ, amsgrad=amsgrad, out=out
+        )
     if λ != 0.0:
         g = g + λ * θ
     return _adam_update(θ, g, state, α, β1, β2, ε, bool(amsgrad), out)
@@ -128,7 +136,10 @@ class Adam(TorchOptimizer):
     """Drop-in replacement for ``torch.optim.Adam``, driven by :func:`adam_step`.
 
     Implements :prf:ref:`alg-adam` for PyTorch training loops: same constructor arguments,
-    defaults and numbers as ``torch.optim.Adam``.
+    defaults and numbers as ``torch.optim.Adam``. ``decoupled_weight_decay=True`` turns it into
+    :class:`AdamW` (with Adam's default λ = 0) and ``maximize=True`` ascends the objective.
+    ``foreach`` and ``fused`` are accepted and change nothing (the update runs parameter by
+    parameter); ``capturable=True`` and ``differentiable=True`` raise a ValueError.
     """
 
     update_rule = staticmethod(adam_step)
@@ -141,9 +152,27 @@ class Adam(TorchOptimizer):
         eps: float = 1e-8,
         weight_decay: float = 0.0,
         amsgrad: bool = False,
+        *,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        capturable: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
+        decoupled_weight_decay: bool = False,
     ):
         super().__init__(
-            params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad
+            params,
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            amsgrad=amsgrad,
+            decoupled_weight_decay=decoupled_weight_decay,
+            maximize=maximize,
+            foreach=foreach,
+            capturable=capturable,
+            differentiable=differentiable,
+            fused=fused,
         )
 
 
@@ -151,7 +180,8 @@ class AdamW(TorchOptimizer):
     """Drop-in replacement for ``torch.optim.AdamW``, driven by :func:`adamw_step`.
 
     Implements :prf:ref:`alg-adamw` for PyTorch training loops: same constructor arguments,
-    defaults (weight decay 0.01) and numbers as ``torch.optim.AdamW``.
+    defaults (weight decay 0.01) and numbers as ``torch.optim.AdamW``. The keyword-only options
+    behave as in :class:`Adam`.
     """
 
     update_rule = staticmethod(adamw_step)
@@ -164,7 +194,23 @@ class AdamW(TorchOptimizer):
         eps: float = 1e-8,
         weight_decay: float = 1e-2,
         amsgrad: bool = False,
+        *,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        capturable: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
     ):
         super().__init__(
-            params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad
+            params,
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            amsgrad=amsgrad,
+            maximize=maximize,
+            foreach=foreach,
+            capturable=capturable,
+            differentiable=differentiable,
+            fused=fused,
         )
