@@ -212,3 +212,12 @@ def test_early_stopping_demo_after_moves_draws_what_a_fresh_demo_draws():
     # A different final state does differ, so the comparison can fail.
     other = early_stopping_demo().set(**{**final, "patience": 20})
     assert differing_fraction(pixels(moved), pixels(other)) > 0.002
+
+
+def test_the_legendre_features_are_legendre_and_far_better_conditioned_than_monomials():
+    task = polynomial_regression_data(20, 12, seed=0)
+    x = task.x_val
+    legendre = task.features(x)
+    np.testing.assert_allclose(legendre[:, 2], (3 * x**2 - 1) / 2, atol=1e-12)  # P_2
+    monomials = np.vander(x, 13, increasing=True)
+    assert np.linalg.cond(monomials) > 1000 * np.linalg.cond(legendre)

@@ -312,11 +312,13 @@ def test_gradual_warmup_matches_torch_LinearLR(seed):
     p = torch.zeros(1, requires_grad=True)
     opt = torch.optim.SGD([p], lr=0.1 * k)
     sched = torch.optim.lr_scheduler.LinearLR(opt, start_factor=1 / k, total_iters=T_w)
-    for t in range(T_w + 20):
+    for t in range(1, T_w + 21):  # update t uses the rate torch gives its t-th opt.step()
         assert schedule(t) == pytest.approx(opt.param_groups[0]["lr"], rel=1e-12)
         opt.step()
         sched.step()
-    assert schedule(0) == pytest.approx(0.1) and schedule(T_w) == pytest.approx(0.1 * k)
+    assert schedule(1) == pytest.approx(0.1) and schedule(T_w + 1) == pytest.approx(0.1 * k)
+    if T_w:
+        assert schedule(T_w) < 0.1 * k
 
 
 def test_square_root_scaling_rule_for_adam():
@@ -354,7 +356,8 @@ def test_exercise_variance_ratio():
 def test_exercise_warmup():
     ns = run_solution("optimization/sgd.md", "ex-sgd-warmup")
     assert (ns["steps"], ns["warmup_steps"]) == (157, 785)
-    assert ns["α"](100) == pytest.approx(0.1 + 3.1 * 100 / 785, rel=1e-12)
+    assert ns["α"](100) == pytest.approx(0.1 + 3.1 * 99 / 785, rel=1e-12)
+    assert round(ns["α"](100), 3) == 0.491  # the value the solution's prose states
     assert ns["adam"]["lr"] == pytest.approx(2e-3, rel=1e-12)
 
 
@@ -373,6 +376,25 @@ def test_learning_rate_demo_trains_with_the_package_and_reports_divergence():
     assert any("diverged" in t.get_text() for t in demo.figure.texts)
     demo.set(lr=0.1, momentum=0.9)
     assert not demo.result.diverged
+
+
+def test_batch_size_one_is_limited_by_a_single_examples_loss_hessian():
+    """The chapter's 'things to try': one example's loss ½(xᵀθ − y)² has Hessian x xᵀ, with
+    top curvature ‖x‖², far above the averaged loss's h_max, so B = 1 needs smaller steps."""
+    X, i = REGRESSION.X, 5
+    θ, v = np.zeros(X.shape[1]), np.random.default_rng(0).standard_normal(X.shape[1])
+    hessian_v = REGRESSION.grad(θ + v, idx=[i]) - REGRESSION.grad(θ, idx=[i])  # exact: quadratic
+    np.testing.assert_allclose(hessian_v, np.outer(X[i], X[i]) @ v, rtol=1e-12)
+    assert np.linalg.eigvalsh(np.outer(X[i], X[i]))[-1] == pytest.approx(X[i] @ X[i])
+    per_example = (X**2).sum(axis=1)
+    h_max = np.linalg.eigvalsh(X.T @ X / len(X))[-1]
+    assert h_max == pytest.approx(10.09, abs=0.01)  # 2 / h_max ≈ 0.198: "past about 0.2"
+    assert per_example.mean() == pytest.approx(23.0, abs=0.05)
+    assert per_example.max() == pytest.approx(101.6, abs=0.05)
+    assert 0.1 * per_example.max() > 2 > 0.008 * per_example.max()
+    assert train(REGRESSION, lr=0.1, batch_size=1, epochs=10, seed=0).diverged
+    assert not train(REGRESSION, lr=0.1, batch_size=16, epochs=10, seed=0).diverged
+    assert not train(REGRESSION, lr=0.008, batch_size=1, epochs=10, seed=0).diverged
 
 
 def test_gradient_noise_demo_measures_with_the_package():
@@ -400,12 +422,12 @@ def test_learning_rate_sweep_finds_the_four_regimes():
 
 def test_warmup_edge_cases_and_errors():
     constant = linear_scaling_warmup(1024, 10, warmup_epochs=0)
-    assert constant(0) == constant(50) == pytest.approx(0.4)
+    assert constant(1) == constant(50) == pytest.approx(0.4)
     α = linear_scaling_warmup(512, 4, base_lr=0.2, base_batch_size=128, warmup_epochs=1)
-    assert [α(t) for t in range(6)] == pytest.approx([0.2, 0.35, 0.5, 0.65, 0.8, 0.8])
+    assert [α(t) for t in range(1, 7)] == pytest.approx([0.2, 0.35, 0.5, 0.65, 0.8, 0.8])
     with pytest.raises(ValueError, match=r"steps_per_epoch must be an integer in \[1, inf\]"):
         linear_scaling_warmup(512, 0)
     with pytest.raises(ValueError, match=r"warmup_epochs must be in \[0, inf\)"):
         linear_scaling_warmup(512, 3, warmup_epochs=-1.0)
-    with pytest.raises(ValueError, match=r"t must be an integer in \[0, inf\]"):
-        α(-1)
+    with pytest.raises(ValueError, match=r"t must be an integer in \[1, inf\]"):
+        α(0)  # updates are counted from t = 1

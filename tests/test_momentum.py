@@ -405,6 +405,55 @@ def test_rosenbrock_demo_switches_between_heavy_ball_and_nesterov():
     assert not demo.result.diverged
 
 
+def _rosenbrock_run(lr, momentum, nesterov):
+    return minimize(sgd_step, Rosenbrock(), steps=1000, lr=lr, momentum=momentum, nesterov=nesterov)
+
+
+def test_rosenbrock_numbers_the_chapter_quotes():
+    """The observations under the Rosenbrock demo (the chapter glues the same runs)."""
+    from llmtrain.demos.momentum import rosenbrock_demo
+
+    default = rosenbrock_demo().values
+    assert (default["lr"], default["momentum"], default["nesterov"]) == (1e-3, 0.9, 0)
+    # Largest curvature at the start, from the closed-form Hessian of Rosenbrock.
+    θ1, θ2 = Rosenbrock().start
+    hessian = [[2 - 400 * θ2 + 1200 * θ1**2, -400 * θ1], [-400 * θ1, 200.0]]
+    assert np.linalg.eigvalsh(hessian)[-1] == pytest.approx(2092, abs=1)
+    # α = 2e-3, μ = 0.9: heavy ball reaches the minimum, Nesterov blows up at once.
+    assert _rosenbrock_run(2e-3, 0.9, False).losses[-1] < 1e-8
+    assert _rosenbrock_run(2e-3, 0.9, True).diverged_at == 4
+    # Default α: μ = 0.9 converges either way.
+    hb_090 = _rosenbrock_run(1e-3, 0.9, False)
+    assert hb_090.losses[-1] < 1e-4 and _rosenbrock_run(1e-3, 0.9, True).losses[-1] < 1e-4
+    # Default α, large μ: heavy ball only slows down, Nesterov diverges (not monotonically).
+    hb_099 = _rosenbrock_run(1e-3, 0.99, False)
+    assert not hb_099.diverged and hb_099.losses[-1] > 5 * hb_090.losses[-1]
+    assert _rosenbrock_run(1e-3, 0.99, True).diverged_at == 49
+    assert _rosenbrock_run(1e-3, 0.97, True).diverged_at == 102
+    nag_098 = _rosenbrock_run(1e-3, 0.98, True)
+    assert not nag_098.diverged and nag_098.losses[-1] < 1e-6
+
+
+@pytest.mark.parametrize("μ", [0.5, 0.9, 0.99])
+def test_nesterov_is_heavy_ball_with_momentum_shrinking_with_curvature(μ):
+    """The chapter's reconciliation: Nesterov has the narrower stable range, but for
+    αh ≤ 1 it is heavy ball with momentum μ(1 − αh), and damps steep directions."""
+    αh = np.linspace(0.01, 1.0, 25)
+    nesterov = momentum_rate(αh[:, None], μ, 1.0, nesterov=True)
+    np.testing.assert_allclose(nesterov, momentum_rate(αh[:, None], μ * (1 - αh[:, None]), 1.0))
+    heavy = momentum_rate(αh[:, None], μ, 1.0)
+    complex_roots = αh > (1 - math.sqrt(μ)) ** 2
+    np.testing.assert_allclose(heavy[complex_roots], math.sqrt(μ))
+    # Where Nesterov's roots are complex too, their modulus √(μ(1 − αh)) is the smaller.
+    both_complex = complex_roots & (1 - αh < 4 * μ / (1 + μ) ** 2)
+    assert both_complex.sum() >= 20
+    assert np.all(nesterov[both_complex] < heavy[both_complex])
+    assert momentum_rate(0.5, 0.99, 1.0) == pytest.approx(0.995, abs=5e-4)
+    assert momentum_rate(0.5, 0.99, 1.0, nesterov=True) == pytest.approx(0.704, abs=5e-4)
+    # ... and yet its range is narrower: at αh = 2 heavy ball converges, Nesterov does not.
+    assert momentum_rate(2.0, μ, 1.0) < 1 <= momentum_rate(2.0, μ, 1.0, nesterov=True)
+
+
 # -- the chapter's exercises -------------------------------------------------------------------
 
 

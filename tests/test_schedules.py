@@ -191,6 +191,27 @@ def test_one_cycle_defaults_are_torchs_defaults():
     assert one_cycle(T, max_lr=max_lr, total=T) == pytest.approx(max_lr / 25 / 1e4)
 
 
+@pytest.mark.algorithm("alg-one-cycle")
+@pytest.mark.parametrize("three_phase", [False, True])
+def test_one_cycle_holds_its_final_rate_where_OneCycleLR_extrapolates_then_raises(three_phase):
+    """What the chapter says past the end: torch agrees for t ≤ T only."""
+    T, max_lr = 10, 1.0
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    sched, lrs = tls.OneCycleLR(opt, max_lr, total_steps=T, three_phase=three_phase), []
+    with pytest.raises(ValueError, match="Tried to step 11 times"):
+        for _ in range(T + 2):
+            lrs.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+    assert len(lrs) == T + 1  # update T + 1 still gets a rate, the next step raises
+    ours = one_cycle(np.arange(1, T + 4), max_lr=max_lr, total=T, three_phase=three_phase)
+    np.testing.assert_allclose(ours[:T], lrs[:T], **TOL)
+    # Past T, torch's cosine turns back up to the rate of update T − 1; ours stays at α_T.
+    assert lrs[T] == pytest.approx(lrs[T - 2], rel=1e-12) and lrs[T] > 100 * lrs[T - 1]
+    np.testing.assert_array_equal(ours[T:], ours[T - 1])
+    assert ours[T - 1] == pytest.approx(max_lr / 25 / 1e4)
+
+
 @pytest.mark.algorithm("alg-noam")
 @pytest.mark.parametrize(
     ("d_model", "T_w", "scale"), [(512, 4000, 1.0), (64, 100, 2.0), (8, 1, 0.5)]

@@ -1,6 +1,7 @@
 """Global-norm clipping against torch.nn.utils.clip_grad_norm_, and gradient accumulation
 against one large batch (and why batch normalisation breaks that equality)."""
 
+import inspect
 import itertools
 import math
 
@@ -92,6 +93,12 @@ def test_the_seeds_formula_is_not_clipping():
 
 @pytest.mark.algorithm("alg-clip-global-norm")
 def test_nonfinite_norms_raise_by_default_or_behave_like_torch():
+    # The block's step 2: the pure function raises by default, the drop-in (like torch) not.
+    default = {
+        f: inspect.signature(f).parameters["error_if_nonfinite"].default
+        for f in (clip_by_global_norm, clip_grad_norm_, torch.nn.utils.clip_grad_norm_)
+    }
+    assert list(default.values()) == [True, False, False]
     for bad in (math.inf, math.nan):
         grads = [np.array([1.0, bad]), np.array([2.0])]
         with pytest.raises(RuntimeError, match="cannot be clipped"):

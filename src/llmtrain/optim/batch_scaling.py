@@ -50,10 +50,13 @@ def linear_scaling_warmup(
 ) -> Callable[[int], float]:
     """The schedule t -> α_t of the Linear Scaling Rule with gradual warmup.
 
-    Implements :prf:ref:`alg-linear-scaling`. The learning rate starts at ᾱ and grows by the
-    same amount every step until it reaches kᾱ, k = B / B̄, after ``warmup_epochs`` epochs,
-    that is T_w = round(warmup_epochs · steps_per_epoch) steps; it stays at kᾱ afterwards.
-    Step t = 0 is the first update, as with ``torch.optim.lr_scheduler``.
+    Implements :prf:ref:`alg-linear-scaling`. Updates are counted t = 1, 2, ... as in the
+    rest of the book: the first update uses ᾱ, and the rate grows by the same amount every
+    update, α_t = ᾱ + (kᾱ − ᾱ)(t − 1)/T_w with k = B / B̄, until it reaches kᾱ at
+    t = T_w + 1, after ``warmup_epochs`` epochs of T_w = round(warmup_epochs ·
+    steps_per_epoch) updates; it stays at kᾱ afterwards. This is the rate that
+    ``torch.optim.lr_scheduler.LinearLR(opt, start_factor=1/k, total_iters=T_w)`` gives the
+    t-th ``opt.step()``.
 
     Parameters
     ----------
@@ -73,10 +76,10 @@ def linear_scaling_warmup(
     T_w = round(warmup_epochs * steps_per_epoch)
 
     def α(t: int) -> float:
-        t = check_int("t", t, 0)
-        if t >= T_w:
+        t = check_int("t", t, 1)
+        if t > T_w:
             return target
-        return ᾱ + (target - ᾱ) * t / T_w
+        return ᾱ + (target - ᾱ) * (t - 1) / T_w
 
     return α
 

@@ -159,7 +159,7 @@ def one_cycle(
     anneal: str = "cos",
     three_phase: bool = False,
 ):
-    """The one-cycle policy of Smith & Topin, as ``torch.optim.lr_scheduler.OneCycleLR``.
+    """The one-cycle policy of Smith & Topin, as ``torch.optim.lr_scheduler.OneCycleLR`` for t ≤ T.
 
     Implements :prf:ref:`alg-one-cycle`. With the phase ends E_1 = p_rise T − 1 (and
     E_2 = 2 p_rise T − 2 in the three-phase form), the rate at step t is annealed, as a
@@ -171,7 +171,8 @@ def one_cycle(
     ----------
     t : int or array of int
         Update step(s), t ≥ 1; after the cycle (t > T) the rate stays at
-        α_max / (div · div_final).
+        α_max / (div · div_final). (``OneCycleLR`` differs there: it extrapolates the last
+        phase for t = T + 1 and raises ``ValueError`` when stepped further.)
     max_lr : float
         Peak learning rate α_max ≥ 0.
     total : int
