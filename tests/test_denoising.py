@@ -2,6 +2,8 @@
 
 import math
 
+import contract
+import jupytext
 import numpy as np
 import pytest
 import torch
@@ -16,6 +18,7 @@ from llmtrain.objectives.bart_noise import (
 from llmtrain.objectives.span_noise import (
     noise_span_counts,
     random_spans_noise_mask,
+    raw_length_for_inputs,
     span_corruption,
     undo_span_corruption,
 )
@@ -53,6 +56,46 @@ def test_noise_counts_follow_t5s_formula():
         assert mask.shape == (n,) and int(mask.sum()) == noise
         assert len(runs(mask)) == n_span  # n_span spans of noise, separated by non-noise
         assert not mask[0] and mask[-1]  # starts with non-noise, as in T5
+
+
+def t5_random_spans_helper(inputs_length, r, s):
+    """T5's random_spans_helper (one sentinel per span, EOS appended), rewritten by hand."""
+
+    def lengths(n):
+        noise = round(n * r)
+        spans = round(noise / s)
+        return n - noise + spans + 1, noise + spans + 1
+
+    n = inputs_length - 1
+    while lengths(n + 1)[0] <= inputs_length:
+        n += 1
+    return n, lengths(n)[1]
+
+
+def test_raw_length_for_t5s_512_token_inputs():
+    # T5's pretraining: encoder inputs of 512 tokens come from raw chunks of 568 tokens
+    # (85 noise tokens in 28 spans), with targets of 114 tokens, EOS included.
+    assert raw_length_for_inputs(512, 0.15, 3.0) == (568, 114)
+    assert noise_span_counts(568, 0.15, 3.0) == (85, 28)
+    for length in (64, 128, 256, 1024):
+        for r, s in ((0.15, 3.0), (0.3, 2.0), (0.1, 8.0)):
+            assert raw_length_for_inputs(length, r, s) == t5_random_spans_helper(length, r, s)
+    with pytest.raises(ValueError, match="inputs_length"):
+        raw_length_for_inputs(2)
+
+
+def run_cell_with(chapter, text):
+    """Execute the one code cell of chapters/<chapter>.md that contains ``text``."""
+    notebook = jupytext.read(contract.ROOT / "chapters" / f"{chapter}.md")
+    (source,) = [c.source for c in notebook.cells if c.cell_type == "code" and text in c.source]
+    namespace = {}
+    exec(compile(source, chapter, "exec"), namespace)
+    return namespace
+
+
+def test_denoising_chapter_glues_t5s_lengths():
+    ns = run_cell_with("objectives/denoising", "raw_length_for_inputs(")
+    assert (ns["t5_raw"], ns["t5_noise"], ns["t5_spans"], ns["t5_targets"]) == (568, 85, 28, 114)
 
 
 @pytest.mark.algorithm("alg-span-corruption")

@@ -307,6 +307,24 @@ def test_bigram_training_demo_calls_the_package_and_updates_in_place():
     assert [t for t in demo.figure.texts if "diverged" in t.get_text()]
 
 
+def test_bigram_training_demo_extremes_behave_as_the_chapter_says():
+    # The chapter: at the slider's smallest learning rate the loss barely leaves ln V in the
+    # demo's 100 steps, whatever the batch size; at its largest, with high momentum, it diverges.
+    from llmtrain.demos.language_modelling import bigram_training_demo
+
+    demo = bigram_training_demo()
+    lr, momentum = demo.sliders["lr"], demo.sliders["momentum"]
+    for batch_size in (1, 16, 64):
+        for mu in (0.0, 0.5):
+            run = demo.compute(lr=lr.low, batch_size=batch_size, momentum=mu)
+            assert run.diverged_at is None
+            assert run.uniform_loss - 0.1 < run.population_losses[-1] < run.uniform_loss
+    assert demo.compute(lr=lr.high, momentum=momentum.high).diverged_at is not None
+    # The default learning rate, by contrast, gets most of the way to the entropy rate.
+    run = demo.compute()
+    assert run.population_losses[-1] < run.entropy_rate + 0.2
+
+
 def test_markov_source_from_text_is_the_cyclic_bigram_frequencies():
     source = MarkovSource.from_text("abab")
     assert source.alphabet == "ab"

@@ -136,7 +136,7 @@ def bigram_training_demo(steps: int = 100, length: int = 32, seed: int = 0) -> D
         _run,
         _draw,
         [
-            Slider("lr", 0.3, 300.0, 10.0, scale="log", label="learning rate α"),
+            Slider("lr", 0.01, 300.0, 10.0, scale="log", label="learning rate α"),
             Slider("batch_size", 1, 64, 16, integer=True, label="batch size B"),
             Slider("momentum", 0.0, 0.99, 0.5, step=0.01, label="momentum μ"),
         ],

@@ -46,6 +46,7 @@ from .objective_comparison import ObjectiveCurves, TinyTransformer, compare_obje
 from .span_noise import (
     noise_span_counts,
     random_spans_noise_mask,
+    raw_length_for_inputs,
     span_corruption,
     undo_span_corruption,
 )
@@ -97,6 +98,7 @@ __all__ = [
     "random_spans_noise_mask",
     "random_windows",
     "ranking_hinge_loss",
+    "raw_length_for_inputs",
     "sentence_permutation",
     "shift_tokens",
     "softmax",

@@ -22,6 +22,7 @@ from ._tokens import as_ids, torch_generator
 __all__ = [
     "noise_span_counts",
     "random_spans_noise_mask",
+    "raw_length_for_inputs",
     "span_corruption",
     "undo_span_corruption",
 ]
@@ -41,6 +42,31 @@ def noise_span_counts(n: int, noise_density: float, mean_span_length: float) -> 
     n_noise = min(max(round(n * r), 1), n - 1)
     n_span = max(round(n_noise / s̄), 1)
     return n_noise, min(n_span, n - n_noise)
+
+
+def raw_length_for_inputs(
+    inputs_length: int, noise_density: float = 0.15, mean_span_length: float = 3.0
+) -> tuple[int, int]:
+    """Raw sequence length n and target length that fill an input of ``inputs_length`` tokens.
+
+    As T5's ``random_spans_helper`` with one sentinel per span: corruption shortens a sequence,
+    so T5 cuts the raw text into chunks of the largest n whose input, the n - n_noise kept
+    tokens, n_span sentinels and one end-of-sequence token, fits in ``inputs_length``. The
+    target length counts the n_noise tokens, the n_span sentinels and an end-of-sequence token.
+    (At ``noise_density = 0.5`` T5 also trims one token so that the target is no longer than the
+    input; that adjustment is not made here.)
+    """
+    length = check_int("inputs_length", inputs_length, 3)
+
+    def input_and_target(n: int) -> tuple[int, int]:
+        n_noise, n_span = noise_span_counts(n, noise_density, mean_span_length)
+        return n - n_noise + n_span + 1, n_noise + n_span + 1
+
+    # n = length - 1 always fits (n_span <= n_noise); walk up while the next n still fits.
+    n = length - 1
+    while input_and_target(n + 1)[0] <= length:
+        n += 1
+    return n, input_and_target(n)[1]
 
 
 def _random_segmentation(items: int, segments: int, g: torch.Generator) -> torch.Tensor:
