@@ -100,8 +100,9 @@ def test_two_runs_with_one_seed_are_identical_and_other_seeds_differ():
 def test_evaluating_more_or_less_often_never_changes_the_training_run():
     # Evaluation and sampling draw from generators of their own and run without dropout.
     often, rarely = (
-        pretrain(TEXT, tiny(max_iters=10, eval_interval=k, dropout=0.1, sample_every=s),
-                 progress=False)
+        pretrain(
+            TEXT, tiny(max_iters=10, eval_interval=k, dropout=0.1, sample_every=s), progress=False
+        )
         for k, s in ((2, 2), (5, 0))
     )
     assert often.losses == rarely.losses and len(often.losses) == 10
