@@ -14,8 +14,10 @@ from .clipping import clip_by_global_norm, clip_grad_norm_, global_norm
 from .early_stopping import EarlyStopping
 from .gradient_noise import GradientVariance, measure_gradient_variance, minibatch_gradient_variance
 from .landscapes import Quadratic, Rosenbrock
+from .lion import Lion, lion_step
 from .minibatches import iterations_per_epoch, minibatches
 from .minimize import Trajectory, minimize
+from .muon import Muon, muon_lr_scale, muon_step, newton_schulz
 from .quadratic_theory import (
     gd_rate,
     heavy_ball_converges,
@@ -26,6 +28,7 @@ from .quadratic_theory import (
     steps_to_reduce,
 )
 from .rmsprop import RMSprop, rmsprop_step
+from .schedule_free import ScheduleFreeAdamW, schedule_free_adamw_step
 from .schedules import (
     ScheduledLR,
     linear_warmup,
@@ -49,6 +52,8 @@ from .toy_problems import (
     two_class_data,
 )
 from .velocity import heavy_ball_velocity_step, nesterov_velocity_step
+from .weight_averaging import ParameterEMA, ema_update, uniform_average_update
+from .wsd_schedule import warmup_stable_decay
 
 __all__ = [
     "SGD",
@@ -59,11 +64,15 @@ __all__ = [
     "EarlyStopping",
     "GradientVariance",
     "LeastSquares",
+    "Lion",
     "LogisticRegression",
+    "Muon",
+    "ParameterEMA",
     "PolynomialTask",
     "Quadratic",
     "RMSprop",
     "Rosenbrock",
+    "ScheduleFreeAdamW",
     "ScheduledLR",
     "TorchOptimizer",
     "TrainingRun",
@@ -76,6 +85,7 @@ __all__ = [
     "adamw_step",
     "clip_by_global_norm",
     "clip_grad_norm_",
+    "ema_update",
     "gd_rate",
     "global_norm",
     "heavy_ball_converges",
@@ -86,13 +96,17 @@ __all__ = [
     "linear_scaling_rule",
     "linear_scaling_warmup",
     "linear_warmup",
+    "lion_step",
     "measure_gradient_variance",
     "minibatch_gradient_variance",
     "minibatches",
     "minimize",
     "model_state_bytes",
     "momentum_rate",
+    "muon_lr_scale",
+    "muon_step",
     "nesterov_velocity_step",
+    "newton_schulz",
     "noam",
     "one_cycle",
     "optimal_gd",
@@ -100,6 +114,7 @@ __all__ = [
     "optimizer_state_size",
     "polynomial_regression_data",
     "rmsprop_step",
+    "schedule_free_adamw_step",
     "sgd_step",
     "sgdr",
     "square_root_scaling_rule",
@@ -107,5 +122,7 @@ __all__ = [
     "steps_to_reduce",
     "train",
     "two_class_data",
+    "uniform_average_update",
     "warmup_cosine",
+    "warmup_stable_decay",
 ]
