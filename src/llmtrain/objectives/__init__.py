@@ -14,6 +14,8 @@ from .bart_noise import (
     token_deletion,
     token_masking,
 )
+from .distillation import distillation_loss
+from .fill_in_middle import fim_format, fim_transform, fim_undo
 from .language_modelling import (
     BigramLM,
     LMRun,
@@ -42,7 +44,10 @@ from .losses import (
     squared_error,
 )
 from .masked_lm import IGNORE_INDEX, SentencePair, mask_tokens, masked_epochs, nsp_pairs
+from .multi_token import multi_token_loss, multi_token_targets
 from .objective_comparison import ObjectiveCurves, TinyTransformer, compare_objectives
+from .output_layer import chunked_cross_entropy, largest_allocation, z_loss
+from .packing import PackedBatch, document_causal_mask, pack_documents, packed_positions
 from .span_noise import (
     noise_span_counts,
     random_spans_noise_mask,
@@ -57,19 +62,24 @@ from .synthetic_text import (
     random_windows,
     synthetic_corpus,
 )
+from .ul2_mixture import UL2_DENOISERS, Denoiser, UL2Example, ul2_denoise, ul2_sample
 
 __all__ = [
     "DEFAULT_SOURCE",
     "IGNORE_INDEX",
+    "UL2_DENOISERS",
     "BigramLM",
     "CharVocab",
+    "Denoiser",
     "EncoderDecoderMasks",
     "Infilled",
     "LMRun",
     "MarkovSource",
     "ObjectiveCurves",
+    "PackedBatch",
     "SentencePair",
     "TinyTransformer",
+    "UL2Example",
     "arithmetic_decode",
     "arithmetic_encode",
     "binary_log_loss",
@@ -77,22 +87,33 @@ __all__ = [
     "bits_per_character",
     "causal_lm_loss",
     "causal_mask",
+    "chunked_cross_entropy",
     "code_length",
     "compare_objectives",
     "cross_entropy",
+    "distillation_loss",
     "distribution_cross_entropy",
+    "document_causal_mask",
     "document_rotation",
     "encoder_decoder_masks",
     "entropy",
+    "fim_format",
+    "fim_transform",
+    "fim_undo",
     "generate",
     "hinge_loss",
     "kl_divergence",
+    "largest_allocation",
     "log_softmax",
     "logsumexp",
     "mask_tokens",
     "masked_epochs",
+    "multi_token_loss",
+    "multi_token_targets",
     "noise_span_counts",
     "nsp_pairs",
+    "pack_documents",
+    "packed_positions",
     "perplexity",
     "prefix_lm_mask",
     "random_spans_noise_mask",
@@ -109,5 +130,8 @@ __all__ = [
     "token_deletion",
     "token_masking",
     "train_bigram_lm",
+    "ul2_denoise",
+    "ul2_sample",
     "undo_span_corruption",
+    "z_loss",
 ]
