@@ -18,6 +18,16 @@ from .lion import Lion, lion_step
 from .minibatches import iterations_per_epoch, minibatches
 from .minimize import Trajectory, minimize
 from .muon import Muon, muon_lr_scale, muon_step, newton_schulz
+from .noise_scale import (
+    NoiseScale,
+    batch_size_warmup,
+    fit_steps_examples_tradeoff,
+    measure_noise_scale,
+    noise_scale_during_training,
+    noise_scale_from_two_batches,
+    simple_noise_scale,
+    steps_examples_tradeoff,
+)
 from .quadratic_theory import (
     gd_rate,
     heavy_ball_converges,
@@ -26,6 +36,13 @@ from .quadratic_theory import (
     optimal_gd,
     optimal_heavy_ball,
     steps_to_reduce,
+)
+from .quantized_states import (
+    adam8bit_step,
+    adam_state_bytes,
+    code_map,
+    dequantize_blockwise,
+    quantize_blockwise,
 )
 from .rmsprop import RMSprop, rmsprop_step
 from .schedule_free import ScheduleFreeAdamW, schedule_free_adamw_step
@@ -39,6 +56,8 @@ from .schedules import (
     warmup_cosine,
 )
 from .sgd import SGD, sgd_step
+from .soft_capping import softcap
+from .spike_skipping import should_skip_update
 from .state_memory import model_state_bytes, optimizer_state_size
 from .torch_front import TorchOptimizer
 from .toy_problems import (
@@ -67,6 +86,7 @@ __all__ = [
     "Lion",
     "LogisticRegression",
     "Muon",
+    "NoiseScale",
     "ParameterEMA",
     "PolynomialTask",
     "Quadratic",
@@ -81,11 +101,17 @@ __all__ = [
     "accumulation_step",
     "adafactor_step",
     "adagrad_step",
+    "adam8bit_step",
+    "adam_state_bytes",
     "adam_step",
     "adamw_step",
+    "batch_size_warmup",
     "clip_by_global_norm",
     "clip_grad_norm_",
+    "code_map",
+    "dequantize_blockwise",
     "ema_update",
+    "fit_steps_examples_tradeoff",
     "gd_rate",
     "global_norm",
     "heavy_ball_converges",
@@ -98,6 +124,7 @@ __all__ = [
     "linear_warmup",
     "lion_step",
     "measure_gradient_variance",
+    "measure_noise_scale",
     "minibatch_gradient_variance",
     "minibatches",
     "minimize",
@@ -108,17 +135,24 @@ __all__ = [
     "nesterov_velocity_step",
     "newton_schulz",
     "noam",
+    "noise_scale_during_training",
+    "noise_scale_from_two_batches",
     "one_cycle",
     "optimal_gd",
     "optimal_heavy_ball",
     "optimizer_state_size",
     "polynomial_regression_data",
+    "quantize_blockwise",
     "rmsprop_step",
     "schedule_free_adamw_step",
     "sgd_step",
     "sgdr",
+    "should_skip_update",
+    "simple_noise_scale",
+    "softcap",
     "square_root_scaling_rule",
     "step_decay",
+    "steps_examples_tradeoff",
     "steps_to_reduce",
     "train",
     "two_class_data",
