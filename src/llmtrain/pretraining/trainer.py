@@ -40,7 +40,16 @@ import numpy as np
 import torch
 
 from .._checks import check_int, check_real
-from ..optim import AdamW, ScheduledLR, accumulate_gradients, clip_grad_norm_, warmup_cosine
+from ..optim import (
+    SGD,
+    AdamW,
+    Lion,
+    Muon,
+    ScheduledLR,
+    accumulate_gradients,
+    clip_grad_norm_,
+    warmup_cosine,
+)
 from .gpt import GPT, GPTConfig
 from .tokenizer import Tokenizer, load_tokenizer
 
@@ -59,6 +68,7 @@ LOG = "log.jsonl"
 TOKENIZER = "tokenizer.json"
 PLOT = "loss.png"
 _CKPT_VERSION = 1
+OPTIMIZERS = ("adamw", "sgd", "lion", "muon")
 # Fields that change what is printed, never a number the run computes: a resumed run may
 # change them.
 _COSMETIC = ("sample_every", "sample_tokens")
@@ -92,8 +102,13 @@ class TrainConfig:
         The peak α_max and the floor α_min of the schedule; ``min_lr`` defaults to lr / 10.
     warmup_iters : int
         T_w, the updates of linear warmup, in [0, T − 1].
+    optimizer : {"adamw", "sgd", "lion", "muon"}
+        The update rule, from Part I (see :func:`configure_optimizer`): AdamW (the recipe),
+        SGD with heavy-ball momentum β₁, Lion with betas (β₁, β₂), or Muon (momentum β₁) on
+        the blocks' weight matrices with AdamW on the rest.
     beta1, beta2, weight_decay : float
-        AdamW's β₁, β₂ and decoupled weight decay λ (matrices only).
+        AdamW's β₁, β₂ and decoupled weight decay λ (matrices only); the other optimizers
+        reuse them as :func:`configure_optimizer` says.
     grad_clip : float
         The threshold c of global-norm clipping; 0 turns clipping off.
     eval_interval : int
@@ -132,6 +147,7 @@ class TrainConfig:
     lr: float = 1e-3
     min_lr: float | None = None
     warmup_iters: int = 100
+    optimizer: str = "adamw"
     beta1: float = 0.9
     beta2: float = 0.95
     weight_decay: float = 0.1
@@ -161,6 +177,11 @@ class TrainConfig:
         check_real("lr", self.lr, 0.0, low_open=True)
         if self.min_lr is not None:
             check_real("min_lr", self.min_lr, 0.0, self.lr)
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(
+                f"optimizer must be one of {', '.join(map(repr, OPTIMIZERS))}, "
+                f"got {self.optimizer!r}"
+            )
         check_real("beta1", self.beta1, 0.0, 1.0, high_open=True)
         check_real("beta2", self.beta2, 0.0, 1.0, high_open=True)
         check_real("weight_decay", self.weight_decay, 0.0)
@@ -359,19 +380,79 @@ def _sample(model, tokenizer, prompt: torch.Tensor, config: TrainConfig) -> str:
     return tokenizer.decode(ids.tolist()) if tokenizer is not None else str(ids.tolist())
 
 
-def configure_optimizer(model: GPT, config: TrainConfig):
-    """Part I's AdamW on the model's two parameter groups (weight decay λ on the weight
-    matrices, none on embeddings, norms and biases), driven by the warmup-cosine schedule.
+class _Optimizers(torch.optim.Optimizer):
+    """Several optimizers stepped as one (Muon on some matrices, AdamW on the rest).
 
-    Returns ``(optimizer, scheduler)``: an :class:`~llmtrain.optim.AdamW` with betas
-    (β₁, β₂) and a :class:`~llmtrain.optim.ScheduledLR` that sets α_t =
-    :meth:`TrainConfig.schedule` (t) for update t.
+    ``param_groups`` is the list of the members' own group dicts, so a scheduler that sets
+    ``group["lr"]`` sets it in the member that uses it; the state dict is the list of the
+    members' state dicts. It does not call ``Optimizer.__init__``: it owns no parameters.
     """
-    optimizer = AdamW(
-        model.parameter_groups(config.weight_decay),
-        lr=config.lr,
-        betas=(config.beta1, config.beta2),
-    )
+
+    def __init__(self, optimizers: list[torch.optim.Optimizer]):
+        self.optimizers = optimizers
+        self.defaults = {}
+        self.state = {}
+
+    @property
+    def param_groups(self) -> list[dict]:
+        # Read afresh each time: loading a state dict gives the members new group dicts.
+        return [g for opt in self.optimizers for g in opt.param_groups]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for opt in self.optimizers:
+            opt.zero_grad(set_to_none=set_to_none)
+
+    def step(self, closure=None):
+        for opt in self.optimizers:
+            opt.step()
+
+    def state_dict(self) -> dict:
+        return {"optimizers": [opt.state_dict() for opt in self.optimizers]}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        for opt, state in zip(self.optimizers, state_dict["optimizers"], strict=True):
+            opt.load_state_dict(state)
+
+
+def configure_optimizer(model: GPT, config: TrainConfig):
+    """Part I's optimizer ``config.optimizer`` on the model's two parameter groups (weight
+    decay λ on the weight matrices, none on embeddings, norms and biases), driven by the
+    warmup-cosine schedule.
+
+    - ``"adamw"``: :class:`~llmtrain.optim.AdamW`, betas (β₁, β₂), decoupled decay λ.
+    - ``"sgd"``: :class:`~llmtrain.optim.SGD` with heavy-ball momentum β₁ (no Nesterov) and
+      weight decay λ coupled as torch's SGD couples it (λθ added to the gradient).
+    - ``"lion"``: :class:`~llmtrain.optim.Lion`, betas (β₁, β₂), decoupled decay λ.
+    - ``"muon"``: :class:`~llmtrain.optim.Muon` (momentum β₁, Nesterov, decay λ) on the
+      weight matrices of the transformer blocks, with ``adjust_lr_fn="match_rms_adamw"``
+      so that its update has AdamW's RMS and one α serves both; AdamW as above on the
+      embeddings (and the tied head), norms and biases. The two are stepped as one.
+
+    Returns ``(optimizer, scheduler)``: the optimizer and a :class:`~llmtrain.optim.ScheduledLR`
+    that sets α_t = :meth:`TrainConfig.schedule` (t) in every group for update t.
+    """
+    groups = model.parameter_groups(config.weight_decay)
+    betas = (config.beta1, config.beta2)
+    if config.optimizer == "sgd":
+        optimizer = SGD(groups, lr=config.lr, momentum=config.beta1)
+    elif config.optimizer == "lion":
+        optimizer = Lion(groups, lr=config.lr, betas=betas)
+    elif config.optimizer == "muon":
+        in_blocks = {id(p) for p in model.transformer.h.parameters()}
+        matrices = [p for p in groups[0]["params"] if id(p) in in_blocks]
+        rest = [p for p in groups[0]["params"] if id(p) not in in_blocks]
+        muon = Muon(
+            matrices,
+            lr=config.lr,
+            weight_decay=config.weight_decay,
+            momentum=config.beta1,
+            adjust_lr_fn="match_rms_adamw",
+        )
+        adamw_groups = [{**groups[0], "params": rest}, groups[1]]
+        adamw_groups = [g for g in adamw_groups if g["params"]]
+        optimizer = _Optimizers([muon, AdamW(adamw_groups, lr=config.lr, betas=betas)])
+    else:
+        optimizer = AdamW(groups, lr=config.lr, betas=betas)
     return optimizer, ScheduledLR(optimizer, config.schedule)
 
 
@@ -635,7 +716,9 @@ def _load_checkpoint(out: Path, config: TrainConfig) -> dict:
     if state.get("version") != _CKPT_VERSION:
         raise ValueError(f"{str(path)!r} has checkpoint version {state.get('version')!r}")
     saved, current = state["config"], config.to_dict()
-    differ = [k for k in current if k not in _COSMETIC and saved.get(k) != current[k]]
+    # A field added after the checkpoint was written has its default there.
+    defaults = TrainConfig().to_dict()
+    differ = [k for k in current if k not in _COSMETIC and saved.get(k, defaults[k]) != current[k]]
     if differ:
         changes = ", ".join(f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in differ)
         raise ValueError(
@@ -690,6 +773,7 @@ def _parser() -> argparse.ArgumentParser:
             "position": ("learned", "rope"),
             "norm": ("layernorm", "rmsnorm"),
             "mlp": ("gelu", "swiglu"),
+            "optimizer": OPTIMIZERS,
         }.get(f.name)
         shown = {"lr_decay_iters": "max-iters", "min_lr": "lr/10"}.get(f.name, default)
         parser.add_argument(
