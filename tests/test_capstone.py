@@ -200,3 +200,18 @@ def test_exercise_seeds_needed():
     # of Student's t: 2.776 (4 df) > √6, 2.447 (6 df) < √8.
     assert ns["n_needed"] == 4
     assert 0.05 < ns["p_of_n"][3] < 0.1 and ns["p_of_n"][4] < 0.05
+
+
+def test_the_capstone_chapters_comparisons_hold_for_the_full_sweep():
+    # The chapter's sweep (cached on disk by the book build): the sentences that compare its
+    # rows rest on these inequalities, not on glued values alone.
+    sweep = capstone.optimizer_sweep()
+    rows = sweep.table()
+    gap_all = rows[-1]["mean"] - rows[0]["mean"]
+    assert gap_all > 3 * max(r["std"] for r in rows)  # "several times the seed spread"
+    assert rows[1]["mean"] - rows[0]["mean"] < gap_all / 3  # "the two best are much closer"
+    good = {}
+    for i, name in enumerate(sweep.optimizers):
+        means = sweep.val_loss[i].mean(axis=1)
+        good[name] = int((means <= np.nanmin(means) + 0.02).sum())
+    assert good["muon"] == max(good.values())  # "its tolerance"
