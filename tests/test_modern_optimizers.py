@@ -1,6 +1,7 @@
 """Muon against torch.optim.Muon and a closed form of its Newton-Schulz iteration; Lion against
 a line-by-line transcription of Algorithm 2 of Chen et al. (2023)."""
 
+import functools
 import math
 
 import numpy as np
@@ -73,6 +74,23 @@ def test_torch_rounds_newton_schulz_to_bfloat16_even_for_float64():
 
 
 @pytest.mark.algorithm("alg-newton-schulz")
+@pytest.mark.parametrize("shape", [(5, 5), (4, 9), (9, 4), (1, 6)])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+def test_newton_schulz_in_bfloat16_is_torchs_bit_for_bit(shape, dtype):
+    G = torch.randn(shape, generator=torch.Generator().manual_seed(3), dtype=dtype)
+    ours = newton_schulz(G, dtype=torch.bfloat16)
+    theirs = torch_muon._zeropower_via_newtonschulz(G.clone(), QUINTIC, 5, 1e-7)
+    assert ours.dtype == theirs.dtype == torch.bfloat16
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+    assert not torch.equal(ours.double(), newton_schulz(G.double()))  # the rounding matters
+
+
+def test_newton_schulz_takes_no_dtype_for_numpy():
+    with pytest.raises(TypeError, match="dtype applies to torch tensors only"):
+        newton_schulz(np.ones((2, 2)), dtype=torch.bfloat16)
+
+
+@pytest.mark.algorithm("alg-newton-schulz")
 @pytest.mark.parametrize("steps", [0, 1, 3, 5, 8])
 def test_newton_schulz_maps_singular_values_by_the_quintic(steps):
     """Closed form: NS(G) = U p∘…∘p(Σ/‖G‖_F) Vᵀ with p(σ) = a₁σ + a₃σ³ + a₅σ⁵."""
@@ -99,7 +117,8 @@ def test_Muon_matches_torch_in_float64(no_bfloat16, seed):
     group2 = {"lr": kwargs["lr"] / 2, "nesterov": not kwargs["nesterov"]}
     g = torch.Generator().manual_seed(seed)
     start = [torch.randn(s, generator=g, dtype=torch.float64) for s in [(6, 3), (3, 8), (5, 5)]]
-    ours, opt = _run(Muon, start, kwargs, group2, steps=12)
+    float64_muon = functools.partial(Muon, ns_dtype=None)  # our iteration in the param's dtype
+    ours, opt = _run(float64_muon, start, kwargs, group2, steps=12)
     theirs, topt = _run(torch.optim.Muon, start, kwargs, group2, steps=12)
     for a, b in zip(
         [*ours, opt.state[ours[0]]["momentum_buffer"]],
@@ -111,10 +130,29 @@ def test_Muon_matches_torch_in_float64(no_bfloat16, seed):
 
 
 @pytest.mark.algorithm("alg-muon")
-def test_Muon_matches_unpatched_torch_to_bfloat16_precision():
+@pytest.mark.parametrize("adjust_lr_fn", [None, "original", "match_rms_adamw"])
+def test_Muon_is_torchs_bit_for_bit_by_default(adjust_lr_fn):
+    """Unpatched torch, float64 parameters: the default ns_dtype=torch.bfloat16 reproduces
+    torch's bfloat16 Newton-Schulz, so every number is the same to the last bit."""
+    g = torch.Generator().manual_seed(4)
+    start = [torch.randn(s, generator=g, dtype=torch.float64) for s in [(6, 3), (3, 8), (5, 5)]]
+    kwargs = {} if adjust_lr_fn is None else dict(adjust_lr_fn=adjust_lr_fn)
+    group2 = {"lr": 0.02, "weight_decay": 0.05}
+    ours, opt = _run(Muon, start, kwargs, group2, steps=6)
+    theirs, topt = _run(torch.optim.Muon, start, kwargs, group2, steps=6)
+    for a, b in zip(ours, theirs, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+        bufs = opt.state[a]["momentum_buffer"], topt.state[b]["momentum_buffer"]
+        torch.testing.assert_close(*bufs, rtol=0, atol=0)
+    assert all(p.dtype == torch.float64 for p in ours)
+    assert not torch.equal(ours[1], start[1])
+
+
+@pytest.mark.algorithm("alg-muon")
+def test_Muon_in_float64_differs_from_torch_by_bfloat16_precision():
     start = [torch.randn(6, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)]
     kwargs = dict(lr=0.02)
-    (ours,), _ = _run(Muon, start, kwargs, {}, steps=3)
+    (ours,), _ = _run(functools.partial(Muon, ns_dtype=None), start, kwargs, {}, steps=3)
     (theirs,), _ = _run(torch.optim.Muon, start, kwargs, {}, steps=3)
     gap = float((ours - theirs).detach().abs().max())
     assert 1e-6 < gap < 3 * 0.02 * 0.05  # three steps of α ρ times a bfloat16-sized error
@@ -154,6 +192,8 @@ def test_muon_rejects_bad_arguments():
         Muon([torch.zeros(3, requires_grad=True)])
     with pytest.raises(ValueError, match="adjust_lr_fn"):
         Muon([torch.zeros(3, 3, requires_grad=True)], adjust_lr_fn="sqrt")
+    with pytest.raises(TypeError, match="ns_dtype must be a floating-point"):
+        Muon([torch.zeros(3, 3, requires_grad=True)], ns_dtype="bfloat16")
     with pytest.raises(ValueError, match=r"momentum must be in \[0, 1\]"):
         muon_step(np.zeros((2, 2)), np.zeros((2, 2)), {}, momentum=1.5)
     with pytest.raises(ValueError, match="steps must be an integer in"):

@@ -4,10 +4,12 @@ The update follows ``torch.optim.Muon`` (torch 2.13) in the book's symbols: lear
 weight decay λ, momentum μ, momentum buffer m, its Nesterov blend m̃, and the orthogonalised
 update O = NS(m̃), for a weight matrix of n_row rows and n_col columns.
 
-One deliberate difference: torch casts the input of its Newton-Schulz iteration to bfloat16
-whatever the parameter's dtype, so that its float64 Muon adds a bfloat16-rounded update to
-float64 weights. :func:`newton_schulz` runs in the dtype it is given (NumPy has no bfloat16),
-so in float64 it computes the iteration exactly as torch writes it, without that rounding.
+Torch casts the input of its Newton-Schulz iteration to bfloat16 whatever the parameter's
+dtype, so that its float64 Muon adds a bfloat16-rounded update to float64 weights.
+:func:`newton_schulz` and :func:`muon_step` run the iteration in the dtype they are given
+unless ``dtype`` (``ns_dtype``) names another torch dtype; :class:`Muon` passes
+``torch.bfloat16`` by default and so reproduces ``torch.optim.Muon``'s numbers exactly.
+NumPy has no bfloat16: on NumPy arrays the iteration always runs in the arrays' own dtype.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 
 from .._checks import check_int, check_real, check_shape_match
 from . import _ops
@@ -30,10 +33,6 @@ EPS = 1e-7
 ADJUST_LR_FNS = (None, "original", "match_rms_adamw")
 
 
-def _frobenius(X) -> float:
-    return float(X.norm()) if _ops._is_torch(X) else float(np.linalg.norm(X))
-
-
 def _check_coefficients(coefficients) -> tuple[float, float, float]:
     if isinstance(coefficients, (str, bytes)) or not hasattr(coefficients, "__len__"):
         raise TypeError(f"ns_coefficients must be three real numbers, got {coefficients!r}")
@@ -42,7 +41,9 @@ def _check_coefficients(coefficients) -> tuple[float, float, float]:
     return tuple(check_real(f"ns_coefficients[{i}]", c) for i, c in enumerate(coefficients))
 
 
-def newton_schulz(G, *, steps: int = NS_STEPS, coefficients=NS_COEFFICIENTS, eps: float = EPS):
+def newton_schulz(
+    G, *, steps: int = NS_STEPS, coefficients=NS_COEFFICIENTS, eps: float = EPS, dtype=None
+):
     """Approximately orthogonalise a matrix: replace G = U Σ Vᵀ by about U Vᵀ.
 
     Implements :prf:ref:`alg-newton-schulz`.
@@ -51,8 +52,11 @@ def newton_schulz(G, *, steps: int = NS_STEPS, coefficients=NS_COEFFICIENTS, eps
     [0, 1], then applies ``steps`` times X ← a₁X + (a₃ XXᵀ + a₅ (XXᵀ)²) X. Each step maps every
     singular value σ to p(σ) = a₁σ + a₃σ³ + a₅σ⁵ and keeps the singular vectors, so the result
     is U p(p(...p(Σ/‖G‖_F)...)) Vᵀ. A matrix with more rows than columns is transposed first, so
-    that XXᵀ is the smaller Gram matrix. Runs in G's dtype (see the module docstring); G is a
-    2-D NumPy array or torch tensor and is not modified.
+    that XXᵀ is the smaller Gram matrix. G is a 2-D NumPy array or torch tensor and is not
+    modified. The iteration runs in G's dtype, or for a tensor in ``dtype`` if it is given:
+    ``dtype=torch.bfloat16`` is ``torch.optim.Muon``'s iteration operation for operation, and
+    returns a bfloat16 tensor as it does. NumPy has no bfloat16, so for an array ``dtype`` must
+    be None.
     """
     n_steps = check_int("steps", steps, 0, 99)
     a1, a3, a5 = _check_coefficients(coefficients)
@@ -60,11 +64,25 @@ def newton_schulz(G, *, steps: int = NS_STEPS, coefficients=NS_COEFFICIENTS, eps
     if len(G.shape) != 2:
         raise ValueError(f"G must be a 2-D matrix, got shape {tuple(G.shape)}")
     tall = G.shape[0] > G.shape[1]
-    X = G.T if tall else G
-    X = X / max(_frobenius(X), ε)  # ‖X‖₂ ≤ ‖X‖_F = 1: the quintic's domain
+    if not _ops._is_torch(G):
+        if dtype is not None:
+            raise TypeError(
+                f"dtype applies to torch tensors only (NumPy has no bfloat16), got {dtype!r}"
+            )
+        X = G.T if tall else G
+        X = X / max(float(np.linalg.norm(X)), ε)  # ‖X‖₂ ≤ ‖X‖_F = 1: the quintic's domain
+        for _ in range(n_steps):
+            A = X @ X.T
+            X = a1 * X + (a3 * A + a5 * (A @ A)) @ X
+        return X.T if tall else X
+    # Torch's own order of operations, so that dtype=torch.bfloat16 rounds as torch.optim.Muon:
+    # cast, transpose, divide by the norm clamped at ε, then two fused products (addmm) a step.
+    X = G if dtype is None else G.to(dtype)
+    X = X.T if tall else X
+    X = X / X.norm().clamp(min=ε)
     for _ in range(n_steps):
         A = X @ X.T
-        X = a1 * X + (a3 * A + a5 * (A @ A)) @ X
+        X = torch.addmm(X, torch.addmm(A, A, A, beta=a3, alpha=a5), X, beta=a1)
     return X.T if tall else X
 
 
@@ -98,6 +116,7 @@ def muon_step(
     eps: float = EPS,
     ns_steps: int = NS_STEPS,
     adjust_lr_fn: str | None = None,
+    ns_dtype=None,
     out=None,
 ):
     """One Muon step for a weight matrix: momentum, orthogonalise, decay, step.
@@ -125,6 +144,9 @@ def muon_step(
         :func:`newton_schulz`.
     adjust_lr_fn : {None, "original", "match_rms_adamw"}
         The learning-rate factor adj of :func:`muon_lr_scale`.
+    ns_dtype : torch.dtype, optional
+        For tensors, the dtype of the Newton-Schulz iteration (``torch.bfloat16`` is what
+        ``torch.optim.Muon`` uses); None runs it in g's dtype, the only choice for NumPy arrays.
     out : array or tensor, optional
         Where to write θ_t (it may be θ itself); a new array if None.
 
@@ -138,7 +160,7 @@ def muon_step(
     μ = check_real("momentum", momentum, 0.0, 1.0)
     if not isinstance(nesterov, bool):
         raise TypeError(f"nesterov must be True or False, got {nesterov!r}")
-    ns = dict(steps=ns_steps, coefficients=ns_coefficients, eps=eps)
+    ns = dict(steps=ns_steps, coefficients=ns_coefficients, eps=eps, dtype=ns_dtype)
     if len(θ.shape) != 2:
         raise ValueError(f"θ must be a 2-D matrix for Muon, got shape {tuple(θ.shape)}")
     check_shape_match("θ", θ.shape, "g", g.shape)
@@ -158,8 +180,9 @@ class Muon(TorchOptimizer):
     """Drop-in replacement for ``torch.optim.Muon``, driven by :func:`muon_step`.
 
     Implements :prf:ref:`alg-muon` for PyTorch training loops, with the same constructor
-    arguments and defaults; every parameter must be a 2-D matrix. The numbers are torch's up to
-    one difference: torch rounds the Newton-Schulz iteration to bfloat16, this class runs it in
+    arguments and defaults; every parameter must be a 2-D matrix. By default the numbers are
+    torch's: like torch, the Newton-Schulz iteration runs in bfloat16 whatever the parameter's
+    dtype. The one extra argument, ``ns_dtype``, chooses another dtype for it; None runs it in
     the parameter's dtype (see the module docstring).
     """
 
@@ -176,7 +199,14 @@ class Muon(TorchOptimizer):
         eps: float = EPS,
         ns_steps: int = NS_STEPS,
         adjust_lr_fn: str | None = None,
+        ns_dtype: torch.dtype | None = torch.bfloat16,
     ):
+        if ns_dtype is not None and not (
+            isinstance(ns_dtype, torch.dtype) and ns_dtype.is_floating_point
+        ):
+            raise TypeError(
+                f"ns_dtype must be a floating-point torch.dtype or None, got {ns_dtype!r}"
+            )
         hyperparameters = dict(
             lr=lr,
             weight_decay=weight_decay,
@@ -190,6 +220,7 @@ class Muon(TorchOptimizer):
         # TorchOptimizer's dry run validates on a vector, which Muon rejects: check on a 1×1
         # matrix instead, then set up the groups as TorchOptimizer does (Muon has no maximize).
         muon_step(np.zeros((1, 1)), np.zeros((1, 1)), {}, **hyperparameters)
+        hyperparameters["ns_dtype"] = ns_dtype  # after the NumPy dry run, which takes no dtype
         self._rule_keys = tuple(hyperparameters)
         super(TorchOptimizer, self).__init__(params, hyperparameters)
         for group in self.param_groups:
