@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from test_schedules import torch_lrs
 from torch.optim import lr_scheduler as tls
 from torch.optim import swa_utils
 
@@ -25,19 +26,6 @@ from llmtrain.optim import (
 
 TOL = dict(rtol=1e-12, atol=1e-15)
 WSD_400 = dict(lr=0.3, total=400, decay=80, warmup=20)
-
-
-def torch_lrs(make_scheduler, lr, steps):
-    """The lr that update t = 1..steps uses: the value after t − 1 ``scheduler.step()``."""
-    p = torch.zeros(1, dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.SGD([p], lr=lr)
-    sched = make_scheduler(opt)
-    lrs = []
-    for _ in range(steps):
-        lrs.append(opt.param_groups[0]["lr"])
-        opt.step()
-        sched.step()
-    return np.array(lrs)
 
 
 def direct_wsd(t, lr, total, decay, warmup, min_lr, shape):
