@@ -1,6 +1,7 @@
 """Slider-move latency of every demo in the book: recompute, redraw and re-encode the image.
 
-A demo is any function named ``*_demo`` in a module of ``llmtrain.demos``; it is called with
+A demo is any function named ``*_demo`` in a module of ``llmtrain.demos`` or of its
+subpackages (one per part of the book); it is called with
 no arguments. Each slider is moved through a grid of values, one at a time, and the median
 over all moves is reported, with the slowest single demo flagged against the 100 ms target.
 """
@@ -19,11 +20,11 @@ TARGET_MS = 100.0
 
 
 def all_demos():
-    for info in pkgutil.iter_modules(llmtrain.demos.__path__, prefix="llmtrain.demos."):
+    for info in pkgutil.walk_packages(llmtrain.demos.__path__, prefix="llmtrain.demos."):
         module = importlib.import_module(info.name)
         for name, factory in inspect.getmembers(module, inspect.isfunction):
             if name.endswith("_demo") and factory.__module__ == module.__name__:
-                yield f"{info.name.rsplit('.', 1)[-1]}.{name}", factory
+                yield f"{info.name.removeprefix('llmtrain.demos.')}.{name}", factory
 
 
 def latency_ms(demo, points: int = 6, rounds: int = 2) -> list[float]:

@@ -673,7 +673,7 @@ def test_adafactor_state_is_what_optimizer_state_size_counts():
 
 
 def test_the_paths_demo_runs_the_package_and_moves_its_artists():
-    from llmtrain.demos.adaptive import adaptive_paths_demo
+    from llmtrain.demos.optimization.adaptive import adaptive_paths_demo
 
     demo = adaptive_paths_demo()
     first = demo.png()
@@ -689,7 +689,7 @@ def test_the_paths_demo_runs_the_package_and_moves_its_artists():
 
 
 def test_the_weight_decay_demo_shows_l2_and_decoupled_decay_apart():
-    from llmtrain.demos.adaptive import weight_decay_comparison, weight_decay_demo
+    from llmtrain.demos.optimization.adaptive import weight_decay_comparison, weight_decay_demo
 
     result = weight_decay_comparison(weight_decay=0.5, lr=0.01)
     adam_l2, adamw = result["theta"]["Adam + L2"], result["theta"]["AdamW"]
@@ -709,7 +709,7 @@ def test_the_weight_decay_demo_shows_l2_and_decoupled_decay_apart():
 
 
 def test_the_accumulator_demo_follows_the_closed_forms():
-    from llmtrain.demos.adaptive import accumulator_demo, accumulators
+    from llmtrain.demos.optimization.adaptive import accumulator_demo, accumulators
 
     ρ = 0.9
     result = accumulators(ρ, steps=150, switch=100)
@@ -733,7 +733,7 @@ def test_the_accumulator_demo_follows_the_closed_forms():
 )
 def test_frozen_background_draws_what_a_fresh_demo_draws(name, moves):
 
-    import llmtrain.demos.adaptive as demos
+    import llmtrain.demos.optimization.adaptive as demos
 
     moved = getattr(demos, name)()
     first = pixels(moved)
@@ -754,7 +754,7 @@ def test_frozen_background_draws_what_a_fresh_demo_draws(name, moves):
 
 @pytest.mark.parametrize("name", ["accumulator_demo", "weight_decay_demo"])
 def test_frozen_legends_stay_on_top_of_a_line_that_crosses_them(name):
-    import llmtrain.demos.adaptive as demos
+    import llmtrain.demos.optimization.adaptive as demos
 
     demo = getattr(demos, name)()
     demo.png()

@@ -217,7 +217,7 @@ def test_exercise_mask_sizes():
 
 
 def test_attention_mask_demo_recomputes_with_the_package_and_redraws():
-    from llmtrain.demos.attention_masks import attention_mask_demo
+    from llmtrain.demos.objectives.attention_masks import attention_mask_demo
 
     demo = attention_mask_demo()
     before = demo.png()
@@ -261,7 +261,7 @@ def test_attention_mask_demo_after_moves_draws_what_a_fresh_demo_draws():
     anti-aliasing where a tick mark meets a mask, and back at the defaults it is the default
     figure."""
 
-    from llmtrain.demos.attention_masks import attention_mask_demo
+    from llmtrain.demos.objectives.attention_masks import attention_mask_demo
 
     def assert_same(a, b):
         diff = np.abs(a - b).sum(axis=-1)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from chapters import run_solution
-from llmtrain.demos import optimizer_capstone as capstone
+from llmtrain.demos.optimization import optimizer_capstone as capstone
 from llmtrain.objectives import synthetic_corpus
 from llmtrain.optim import AdamW, Lion, Muon
 from llmtrain.pretraining import GPT, TrainConfig, configure_optimizer, pretrain, train_step

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 
 @pytest.fixture(scope="module")
 def lr_demo():
-    from llmtrain.demos.sgd import learning_rate_demo
+    from llmtrain.demos.optimization.sgd import learning_rate_demo
 
     return learning_rate_demo()
 
@@ -35,7 +35,7 @@ def test_sgd_variance_falls_by_four_then_five_and_reaches_zero():
 
 
 def test_sgd_sweep_bottoms_out_near_01_and_diverges_beyond_02():
-    from llmtrain.demos.sgd import learning_rate_sweep
+    from llmtrain.demos.optimization.sgd import learning_rate_sweep
 
     fig, ax = plt.subplots()
     lrs, losses = learning_rate_sweep(ax)
@@ -89,7 +89,7 @@ def test_momentum_measured_rate_at_the_optimum_is_within_half_a_percent():
 
 
 def test_momentum_valley_things_to_try():
-    from llmtrain.demos.momentum import valley_demo
+    from llmtrain.demos.optimization.momentum import valley_demo
     from llmtrain.optim import optimal_heavy_ball
 
     demo = valley_demo()
@@ -119,7 +119,7 @@ def test_momentum_gradient_descent_crawls_on_rosenbrock():
 
 
 def test_adaptive_paths_sgd_diverges_past_008_adagrad_is_slowest():
-    from llmtrain.demos.adaptive import adaptive_paths_demo
+    from llmtrain.demos.optimization.adaptive import adaptive_paths_demo
 
     demo = adaptive_paths_demo()
     start = demo.compute()["SGD"].losses[0]
@@ -132,7 +132,7 @@ def test_adaptive_paths_sgd_diverges_past_008_adagrad_is_slowest():
 
 
 def test_adaptive_adamw_settles_slightly_above_its_stationary_point():
-    from llmtrain.demos.adaptive import weight_decay_comparison
+    from llmtrain.demos.optimization.adaptive import weight_decay_comparison
 
     θ = weight_decay_comparison(weight_decay=0.5, lr=0.01)["theta"]["AdamW"]
     assert 0.786 < θ.mean() < 0.786 + 0.03  # θ* ≈ 0.786 (the exercise's bisection)
@@ -144,7 +144,7 @@ NOISE_FLOOR = 0.5 * 0.3**2
 
 
 def test_learning_curves_capacity_regimes():
-    from llmtrain.demos.learning_curves import capacity_sweep
+    from llmtrain.demos.optimization.learning_curves import capacity_sweep
 
     fig, (left, right) = plt.subplots(1, 2)
     _, train, val = capacity_sweep(left, n=20)
@@ -162,7 +162,7 @@ def test_learning_curves_capacity_regimes():
 
 @pytest.fixture(scope="module")
 def stopping_demo():
-    from llmtrain.demos.learning_curves import early_stopping_demo
+    from llmtrain.demos.optimization.learning_curves import early_stopping_demo
 
     return early_stopping_demo()
 

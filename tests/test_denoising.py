@@ -318,7 +318,7 @@ def test_exercise_empty_infilling_spans():
 
 
 def test_span_corruption_demo_recomputes_with_the_package_and_redraws():
-    from llmtrain.demos.denoising import _IDS, _V, span_corruption_demo
+    from llmtrain.demos.objectives.denoising import _IDS, _V, span_corruption_demo
 
     demo = span_corruption_demo()
     before = demo.png()
@@ -333,7 +333,7 @@ def test_span_corruption_demo_recomputes_with_the_package_and_redraws():
 
 
 def test_text_infilling_demo_recomputes_with_the_package_and_redraws():
-    from llmtrain.demos.denoising import _IDS, _MASK, text_infilling_demo
+    from llmtrain.demos.objectives.denoising import _IDS, _MASK, text_infilling_demo
 
     demo = text_infilling_demo()
     before = demo.png()

@@ -271,7 +271,7 @@ def test_generation_chapter_exercise_solutions():
 
 
 def test_sampling_demo_shows_the_filtered_distribution_and_a_sample():
-    from llmtrain.demos.generation import SHOWN, sampling_demo
+    from llmtrain.demos.pretraining.generation import SHOWN, sampling_demo
     from llmtrain.pretraining import CharTokenizer
 
     tokenizer = CharTokenizer.train("the quick brown fox jumps over the lazy dog. " * 3)

@@ -416,7 +416,7 @@ def _gpt2():
 
 
 def test_model_size_demo_shows_the_formulas_and_moves_its_bars():
-    from llmtrain.demos.gpt_model import model_size_demo
+    from llmtrain.demos.pretraining.gpt_model import model_size_demo
 
     demo = model_size_demo()
     first = demo.png()

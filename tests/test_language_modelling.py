@@ -292,7 +292,7 @@ def test_exercise_answers():
 
 
 def test_bigram_training_demo_calls_the_package_and_updates_in_place():
-    from llmtrain.demos.language_modelling import bigram_training_demo
+    from llmtrain.demos.objectives.language_modelling import bigram_training_demo
 
     demo = bigram_training_demo(steps=60)
     first = demo.png()
@@ -310,7 +310,7 @@ def test_bigram_training_demo_calls_the_package_and_updates_in_place():
 def test_bigram_training_demo_extremes_behave_as_the_chapter_says():
     # The chapter: at the slider's smallest learning rate the loss barely leaves ln V in the
     # demo's 100 steps, whatever the batch size; at its largest, with high momentum, it diverges.
-    from llmtrain.demos.language_modelling import bigram_training_demo
+    from llmtrain.demos.objectives.language_modelling import bigram_training_demo
 
     demo = bigram_training_demo()
     lr, momentum = demo.sliders["lr"], demo.sliders["momentum"]

@@ -5,7 +5,7 @@ import pytest
 from demo_checks import differing_fraction, pixels
 
 from chapters import run_solution
-from llmtrain.demos.learning_curves import capacity_sweep, early_stopping_demo
+from llmtrain.demos.optimization.learning_curves import capacity_sweep, early_stopping_demo
 from llmtrain.optim import EarlyStopping, polynomial_regression_data, train
 
 

@@ -329,7 +329,7 @@ def test_exercise_answers():
 
 
 def test_logit_demo_calls_the_package_and_updates_in_place():
-    from llmtrain.demos.losses import logit_demo
+    from llmtrain.demos.objectives.losses import logit_demo
 
     demo = logit_demo()
     first = demo.png()
@@ -362,7 +362,7 @@ def test_logit_demo_after_moves_draws_what_a_fresh_demo_draws():
     every slider, including the ones that rescale the y axes, the figure is the one a new
     demo draws for the final values, and back at the defaults it is the default figure."""
 
-    from llmtrain.demos.losses import logit_demo
+    from llmtrain.demos.objectives.losses import logit_demo
 
     moved = logit_demo()
     default = pixels(moved)

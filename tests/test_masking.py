@@ -238,7 +238,7 @@ def test_exercise_prediction_targets_per_sequence():
 
 
 def test_mlm_masking_demo_recomputes_with_the_package_and_redraws():
-    from llmtrain.demos.encoders import _IDS, _MASK, _VOCAB, mlm_masking_demo
+    from llmtrain.demos.objectives.encoders import _IDS, _MASK, _VOCAB, mlm_masking_demo
 
     demo = mlm_masking_demo()
     before = demo.png()
@@ -253,7 +253,7 @@ def test_mlm_masking_demo_recomputes_with_the_package_and_redraws():
 
 
 def test_objective_comparison_demo_moves_with_its_sliders():
-    from llmtrain.demos.encoders import objective_comparison_demo
+    from llmtrain.demos.objectives.encoders import objective_comparison_demo
     from llmtrain.objectives import compare_objectives
 
     demo = objective_comparison_demo(steps=8)

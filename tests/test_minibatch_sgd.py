@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from chapters import run_solution
-from llmtrain.demos.sgd import (
+from llmtrain.demos.optimization.sgd import (
     REGRESSION,
     gradient_noise_demo,
     learning_rate_demo,

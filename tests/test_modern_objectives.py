@@ -237,7 +237,7 @@ def test_exercise_fim_middle_length():
 
 
 def test_fim_demo_shows_the_package_orders():
-    from llmtrain.demos.modern_objectives import _FIM_IDS, _MID, _PRE, _SUF, fim_demo
+    from llmtrain.demos.objectives.modern_objectives import _FIM_IDS, _MID, _PRE, _SUF, fim_demo
 
     demo = fim_demo()
     before = demo.png()
@@ -249,7 +249,7 @@ def test_fim_demo_shows_the_package_orders():
 
 
 def test_ul2_demo_applies_the_chosen_denoiser():
-    from llmtrain.demos.modern_objectives import _IDS, _MODES, _SENTINELS, _V, ul2_demo
+    from llmtrain.demos.objectives.modern_objectives import _IDS, _MODES, _SENTINELS, _V, ul2_demo
 
     demo = ul2_demo()
     demo.set(denoiser=2, seed=3)
@@ -271,7 +271,7 @@ def test_ul2_demo_applies_the_chosen_denoiser():
 def test_demos_after_moves_draw_what_a_fresh_demo_draws(moves):
     from demo_checks import differing_fraction, pixels
 
-    import llmtrain.demos.modern_objectives as mod
+    import llmtrain.demos.objectives.modern_objectives as mod
 
     name, values = moves
     moved = getattr(mod, name)()

@@ -340,7 +340,7 @@ def test_theory_functions_reject_bad_arguments(call, message):
 
 
 def test_valley_demo_runs_the_package_and_moves_its_artists():
-    from llmtrain.demos.momentum import valley, valley_demo
+    from llmtrain.demos.optimization.momentum import valley, valley_demo
 
     demo = valley_demo()
     first = demo.png()
@@ -368,7 +368,7 @@ def test_valley_demo_runs_the_package_and_moves_its_artists():
 
 
 def test_rate_map_demo_shows_the_package_rates_and_the_optimum():
-    from llmtrain.demos.momentum import rate_map_demo
+    from llmtrain.demos.optimization.momentum import rate_map_demo
 
     demo = rate_map_demo()
     first = demo.png()
@@ -386,7 +386,7 @@ def test_rate_map_demo_shows_the_package_rates_and_the_optimum():
 
 
 def test_rosenbrock_demo_switches_between_heavy_ball_and_nesterov():
-    from llmtrain.demos.momentum import rosenbrock_demo
+    from llmtrain.demos.optimization.momentum import rosenbrock_demo
 
     demo = rosenbrock_demo()
     first = demo.png()
@@ -411,7 +411,7 @@ def _rosenbrock_run(lr, momentum, nesterov):
 
 def test_rosenbrock_numbers_the_chapter_quotes():
     """The observations under the Rosenbrock demo (the chapter glues the same runs)."""
-    from llmtrain.demos.momentum import rosenbrock_demo
+    from llmtrain.demos.optimization.momentum import rosenbrock_demo
 
     default = rosenbrock_demo().values
     assert (default["lr"], default["momentum"], default["nesterov"]) == (1e-3, 0.9, 0)
@@ -502,7 +502,7 @@ def test_exercise_nesterov_stable_range():
 @pytest.mark.parametrize("name", ["valley_demo", "rate_map_demo", "rosenbrock_demo"])
 def test_frozen_background_draws_the_same_figure_as_a_full_redraw(name):
 
-    import llmtrain.demos.momentum as demos
+    import llmtrain.demos.optimization.momentum as demos
 
     frozen = getattr(demos, name)()
     frozen.png()

@@ -227,7 +227,7 @@ def test_batch_size_warmup_values():
 def test_tradeoff_demo_moves_its_marker():
     from demo_checks import differing_fraction, pixels
 
-    from llmtrain.demos.batch_size import tradeoff_demo
+    from llmtrain.demos.optimization.batch_size import tradeoff_demo
 
     demo = tradeoff_demo()
     before = pixels(demo)

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from llmtrain.demos.encoders import objective_comparison_demo
+from llmtrain.demos.objectives.encoders import objective_comparison_demo
 
 
 @pytest.fixture(scope="module")

@@ -239,7 +239,7 @@ def test_exercise_logit_memory_of_a_gpt2_batch():
 
 
 def test_distillation_demo_calls_the_package_and_updates_in_place():
-    from llmtrain.demos.output_layer import distillation_demo
+    from llmtrain.demos.objectives.output_layer import distillation_demo
 
     demo = distillation_demo()
     first = demo.png()

@@ -236,7 +236,7 @@ def test_exercise_packing_pairs_solution():
 def test_packing_demo_moves_and_counts_tokens():
     from demo_checks import pixels
 
-    from llmtrain.demos.packing import packing_demo
+    from llmtrain.demos.objectives.packing import packing_demo
 
     demo = packing_demo()
     before = pixels(demo)

@@ -387,7 +387,7 @@ def test_llama1_mixture_as_published():
 def test_minhash_bands_demo_measures_the_s_curve_on_real_pairs():
     from demo_checks import differing_fraction, pixels
 
-    from llmtrain.demos.pretraining_data import edited_pairs, minhash_bands_demo
+    from llmtrain.demos.pretraining.pretraining_data import edited_pairs, minhash_bands_demo
 
     pairs = edited_pairs()
     assert pairs.signatures.shape == (2 * len(pairs.J), 400)

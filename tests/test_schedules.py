@@ -10,7 +10,7 @@ from demo_checks import differing_fraction, pixels
 from torch.optim import lr_scheduler as tls
 
 from chapters import run_solution
-from llmtrain.demos.schedules import BOWL, FAMILIES, expected_losses, schedule_demo
+from llmtrain.demos.optimization.schedules import BOWL, FAMILIES, expected_losses, schedule_demo
 from llmtrain.optim import (
     SGD,
     ScheduledLR,
@@ -381,7 +381,7 @@ def test_schedule_demo_after_moves_draws_what_a_fresh_demo_draws(monkeypatch):
     # The moves freeze the background, change both axes' limits (new frozen images), and come
     # back to limits seen before (a stored image): the figure must still be what a new demo
     # draws at those values.
-    from llmtrain.demos import schedules
+    from llmtrain.demos.optimization import schedules
 
     captures = []
     capture = schedules.FrozenBackground.capture

@@ -12,7 +12,7 @@ from torch.optim import lr_scheduler as tls
 from torch.optim import swa_utils
 
 from chapters import run_solution
-from llmtrain.demos.schedules_modern import VALLEY, wsd_branches, wsd_demo
+from llmtrain.demos.optimization.schedules_modern import VALLEY, wsd_branches, wsd_demo
 from llmtrain.optim import (
     ParameterEMA,
     ScheduledLR,

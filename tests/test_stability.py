@@ -11,7 +11,12 @@ import torch
 from demo_checks import differing_fraction, pixels
 
 from chapters import run_solution
-from llmtrain.demos.stability import BOWL, accumulation_demo, clipping_demo, train_with_spikes
+from llmtrain.demos.optimization.stability import (
+    BOWL,
+    accumulation_demo,
+    clipping_demo,
+    train_with_spikes,
+)
 from llmtrain.optim import (
     SGD,
     accumulate_gradients,

@@ -206,7 +206,10 @@ def test_exercise_adam_memory_of_a_7b_model():
 
 
 def test_quantization_demo_moves_and_draws_the_package_errors():
-    from llmtrain.demos.stability_at_scale import heavy_tailed_moment, quantization_demo
+    from llmtrain.demos.optimization.stability_at_scale import (
+        heavy_tailed_moment,
+        quantization_demo,
+    )
 
     demo = quantization_demo()
     first = demo.png()

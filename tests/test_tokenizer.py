@@ -476,7 +476,7 @@ def test_exercise_answers():
 
 
 def test_vocabulary_size_demo_moves_the_marker_and_the_split():
-    from llmtrain.demos.tokenization import SENTENCE, vocabulary_size_demo
+    from llmtrain.demos.pretraining.tokenization import SENTENCE, vocabulary_size_demo
 
     demo = vocabulary_size_demo(max_vocab=600)
     first = demo.png()
@@ -496,7 +496,7 @@ def test_vocabulary_size_demo_moves_the_marker_and_the_split():
 def test_vocabulary_size_demo_after_moves_draws_what_a_fresh_demo_draws():
     from demo_checks import differing_fraction, pixels
 
-    from llmtrain.demos.tokenization import vocabulary_size_demo
+    from llmtrain.demos.pretraining.tokenization import vocabulary_size_demo
 
     moved = vocabulary_size_demo(max_vocab=600)
     moved.png()

@@ -390,7 +390,7 @@ def test_cached_pretrain_trains_once_then_loads_the_same_weights(tmp_path, monke
 
 
 def test_the_demo_trains_to_near_the_floor_and_reports_divergence_free_runs():
-    from llmtrain.demos.training_recipe import training_recipe_demo
+    from llmtrain.demos.pretraining.training_recipe import training_recipe_demo
 
     demo = training_recipe_demo()
     demo.png()

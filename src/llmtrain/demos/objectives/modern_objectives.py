@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from ..objectives import UL2_DENOISERS, fim_format, ul2_denoise
-from .demo import Demo, Slider
+from ...objectives import UL2_DENOISERS, fim_format, ul2_denoise
+from ..demo import Demo, Slider
+from ..token_text import PASSAGE, TokenText, WordVocab
 from .denoising import _freezer, _title
-from .token_text import PASSAGE, TokenText, WordVocab
 
 __all__ = ["fim_demo", "ul2_demo"]
 

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .._threads import one_torch_thread
-from ..pretraining import GPT, sampling_distribution
-from .demo import Demo, Slider
-from .plots import moving_title
+from ..._threads import one_torch_thread
+from ...pretraining import GPT, sampling_distribution
+from ..demo import Demo, Slider
+from ..plots import moving_title
 
 __all__ = ["sampling_demo"]
 
@@ -110,7 +110,7 @@ def sampling_demo(model: GPT | None = None, tokenizer=None, prompt: str = PROMPT
     top-k and top-p, and a continuation sampled with them. Without a model, the book's small
     trained character-level model (:func:`llmtrain.pretraining.demo_model`)."""
     if model is None:
-        from ..pretraining.cached_models import demo_model
+        from ...pretraining.cached_models import demo_model
 
         model, tokenizer = demo_model()
     state = _prepare(model, tokenizer, prompt)

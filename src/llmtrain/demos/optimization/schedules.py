@@ -8,7 +8,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..optim import (
+from ...optim import (
     Quadratic,
     linear_warmup,
     minimize,
@@ -19,8 +19,8 @@ from ..optim import (
     step_decay,
     warmup_cosine,
 )
-from .demo import Demo, Slider
-from .plots import FrozenBackground, freeze_on_top, log_axis, moving_title
+from ..demo import Demo, Slider
+from ..plots import FrozenBackground, freeze_on_top, log_axis, moving_title
 
 __all__ = ["FAMILIES", "expected_losses", "schedule_demo", "schedule_from_sliders"]
 

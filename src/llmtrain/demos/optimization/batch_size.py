@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..optim import steps_examples_tradeoff
-from .demo import Demo, Slider
-from .plots import log_axis, moving_title
+from ...optim import steps_examples_tradeoff
+from ..demo import Demo, Slider
+from ..plots import log_axis, moving_title
 from .sgd import log_x_axis
 
 __all__ = ["tradeoff_demo"]

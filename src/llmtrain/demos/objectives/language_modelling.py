@@ -8,10 +8,10 @@ import numpy as np
 import torch
 from matplotlib.ticker import MaxNLocator
 
-from .._threads import one_torch_thread
-from ..objectives import DEFAULT_SOURCE, CharVocab, generate, train_bigram_lm
-from .demo import Demo, Slider
-from .plots import FrozenBackground
+from ..._threads import one_torch_thread
+from ...objectives import DEFAULT_SOURCE, CharVocab, generate, train_bigram_lm
+from ..demo import Demo, Slider
+from ..plots import FrozenBackground
 
 __all__ = ["bigram_training_demo"]
 

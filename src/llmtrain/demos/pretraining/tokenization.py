@@ -7,14 +7,14 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..pretraining import (
+from ...pretraining import (
     HELD_OUT_MODULES,
     BPETokenizer,
     compression_curve,
     python_source,
 )
-from .demo import Demo, Slider
-from .plots import FrozenBackground, moving_title
+from ..demo import Demo, Slider
+from ..plots import FrozenBackground, moving_title
 
 __all__ = ["vocabulary_size_demo"]
 

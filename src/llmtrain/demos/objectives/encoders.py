@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..objectives import compare_objectives, mask_tokens
-from .demo import Demo, Slider
-from .plots import FrozenBackground
-from .token_text import PASSAGE, STYLES, TokenText, WordVocab
+from ...objectives import compare_objectives, mask_tokens
+from ..demo import Demo, Slider
+from ..plots import FrozenBackground
+from ..token_text import PASSAGE, STYLES, TokenText, WordVocab
 
 __all__ = ["mlm_masking_demo", "objective_comparison_demo"]
 

@@ -7,9 +7,9 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..optim import Quadratic, warmup_cosine, warmup_stable_decay
-from .demo import Demo, Slider
-from .plots import FrozenBackground, freeze_on_top, log_axis, moving_title
+from ...optim import Quadratic, warmup_cosine, warmup_stable_decay
+from ..demo import Demo, Slider
+from ..plots import FrozenBackground, freeze_on_top, log_axis, moving_title
 from .schedules import expected_losses
 
 __all__ = ["VALLEY", "WSDBranches", "wsd_branches", "wsd_demo"]
@@ -128,7 +128,8 @@ def _draw(fig, run, *, lr, **params):
 def wsd_demo(problem: Quadratic = VALLEY, noise: float = 1.0) -> Demo:
     """WSD against cosine on a noisy quadratic: a long WSD run to T, a shorter one that
     branches its cooldown off the long run's stable phase at T_b − T_d, and cosine runs to T
-    and to T_b. Exact expected losses (:func:`llmtrain.demos.schedules.expected_losses`)."""
+    and to T_b. Exact expected losses
+    (:func:`llmtrain.demos.optimization.schedules.expected_losses`)."""
     return Demo(
         wsd_branches,
         _draw,

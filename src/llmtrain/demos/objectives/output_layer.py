@@ -7,10 +7,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .._threads import one_torch_thread
-from ..objectives import distillation_loss
-from .demo import Demo, Slider
-from .plots import FrozenBackground, moving_title
+from ..._threads import one_torch_thread
+from ...objectives import distillation_loss
+from ..demo import Demo, Slider
+from ..plots import FrozenBackground, moving_title
 
 __all__ = ["distillation_demo"]
 

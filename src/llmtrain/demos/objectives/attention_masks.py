@@ -8,10 +8,10 @@ import numpy as np
 from matplotlib.colors import ListedColormap
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-from .._threads import one_torch_thread
-from ..objectives import causal_mask, encoder_decoder_masks, prefix_lm_mask
-from .demo import Demo, Slider
-from .plots import FrozenBackground, moving_title
+from ..._threads import one_torch_thread
+from ...objectives import causal_mask, encoder_decoder_masks, prefix_lm_mask
+from ..demo import Demo, Slider
+from ..plots import FrozenBackground, moving_title
 
 __all__ = ["attention_mask_demo", "draw_mask"]
 

@@ -8,10 +8,10 @@ import numpy as np
 import torch
 from matplotlib.ticker import MaxNLocator
 
-from .._threads import one_torch_thread
-from ..objectives import cross_entropy
-from .demo import Demo, Slider
-from .plots import FrozenBackground, moving_title
+from ..._threads import one_torch_thread
+from ...objectives import cross_entropy
+from ..demo import Demo, Slider
+from ..plots import FrozenBackground, moving_title
 
 __all__ = ["logit_demo"]
 

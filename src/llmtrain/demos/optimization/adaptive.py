@@ -8,7 +8,7 @@ from functools import lru_cache
 import numpy as np
 from matplotlib.ticker import LogFormatter, NullLocator
 
-from ..optim import (
+from ...optim import (
     Quadratic,
     adagrad_step,
     adam_step,
@@ -17,8 +17,8 @@ from ..optim import (
     rmsprop_step,
     sgd_step,
 )
-from .demo import Demo, Slider
-from .plots import (
+from ..demo import Demo, Slider
+from ..plots import (
     FrozenBackground,
     draw_landscape,
     draw_path,

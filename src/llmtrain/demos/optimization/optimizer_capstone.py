@@ -19,11 +19,11 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from .._checks import check_int
-from ..objectives import DEFAULT_SOURCE, synthetic_corpus
-from ..pretraining import TrainConfig, TrainingDiverged, cached_pretrain
-from .demo import Demo, Slider
-from .plots import moving_title
+from ..._checks import check_int
+from ...objectives import DEFAULT_SOURCE, synthetic_corpus
+from ...pretraining import TrainConfig, TrainingDiverged, cached_pretrain
+from ..demo import Demo, Slider
+from ..plots import moving_title
 
 __all__ = [
     "CAPSTONE_CONFIG",

@@ -6,9 +6,9 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..optim import newton_schulz
-from .demo import Demo, Slider
-from .plots import FrozenBackground, moving_title
+from ...optim import newton_schulz
+from ..demo import Demo, Slider
+from ..plots import FrozenBackground, moving_title
 
 __all__ = ["newton_schulz_demo", "spread_matrix"]
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from ..objectives import noise_span_counts, span_corruption, text_infilling
-from .demo import Demo, Slider
-from .plots import FrozenBackground
-from .token_text import PASSAGE, TokenText, WordVocab
+from ...objectives import noise_span_counts, span_corruption, text_infilling
+from ..demo import Demo, Slider
+from ..plots import FrozenBackground
+from ..token_text import PASSAGE, TokenText, WordVocab
 
 __all__ = ["span_corruption_demo", "text_infilling_demo"]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..pretraining import GPTConfig, flops_per_token, parameter_count
-from .demo import Demo, Slider
-from .plots import moving_title
+from ...pretraining import GPTConfig, flops_per_token, parameter_count
+from ..demo import Demo, Slider
+from ..plots import moving_title
 
 __all__ = ["model_size_demo"]
 

@@ -7,9 +7,9 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..optim import EarlyStopping, TrainingRun, polynomial_regression_data, train
-from .demo import Demo, Slider
-from .plots import FrozenBackground, log_axis, moving_title
+from ...optim import EarlyStopping, TrainingRun, polynomial_regression_data, train
+from ..demo import Demo, Slider
+from ..plots import FrozenBackground, log_axis, moving_title
 from .sgd import log_x_axis
 
 __all__ = ["early_stopping_demo"]

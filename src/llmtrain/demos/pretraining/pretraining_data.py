@@ -8,7 +8,7 @@ from functools import cache
 import numpy as np
 from matplotlib.figure import Figure
 
-from ..pretraining import (
+from ...pretraining import (
     LLAMA1_MIXTURE,
     jaccard,
     lsh_candidate_pairs,
@@ -18,8 +18,8 @@ from ..pretraining import (
     stdlib_documents,
     word_shingles,
 )
-from .demo import Demo, Slider
-from .plots import FrozenBackground, moving_title
+from ..demo import Demo, Slider
+from ..plots import FrozenBackground, moving_title
 
 __all__ = ["edited_pairs", "llama1_mixture_figure", "minhash_bands_demo"]
 

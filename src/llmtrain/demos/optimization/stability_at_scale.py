@@ -6,9 +6,9 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..optim import dequantize_blockwise, quantize_blockwise
-from .demo import Demo, Slider
-from .plots import FrozenBackground, moving_title
+from ...optim import dequantize_blockwise, quantize_blockwise
+from ..demo import Demo, Slider
+from ..plots import FrozenBackground, moving_title
 
 __all__ = ["heavy_tailed_moment", "quantization_demo"]
 

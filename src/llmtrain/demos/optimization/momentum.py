@@ -9,7 +9,7 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.colors import FuncNorm
 
-from ..optim import (
+from ...optim import (
     Quadratic,
     Rosenbrock,
     Trajectory,
@@ -20,8 +20,8 @@ from ..optim import (
     optimal_heavy_ball,
     sgd_step,
 )
-from .demo import Demo, Slider
-from .plots import FrozenBackground, draw_landscape, draw_path, log_axis, moving_title, set_path
+from ..demo import Demo, Slider
+from ..plots import FrozenBackground, draw_landscape, draw_path, log_axis, moving_title, set_path
 
 __all__ = ["rate_map_demo", "rosenbrock_demo", "valley_demo"]
 

@@ -9,10 +9,10 @@ from typing import NamedTuple
 import numpy as np
 from matplotlib.colors import ListedColormap
 
-from .._threads import one_torch_thread
-from ..objectives import document_causal_mask, pack_documents
-from .demo import Demo, Slider
-from .plots import moving_title
+from ..._threads import one_torch_thread
+from ...objectives import document_causal_mask, pack_documents
+from ..demo import Demo, Slider
+from ..plots import moving_title
 
 __all__ = ["packing_demo"]
 

@@ -9,10 +9,10 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from .._threads import one_torch_thread
-from ..optim import Quadratic, accumulate_gradients, clip_by_global_norm, sgd_step
-from .demo import Demo, Slider
-from .plots import FrozenBackground, freeze_on_top, log_axis
+from ..._threads import one_torch_thread
+from ...optim import Quadratic, accumulate_gradients, clip_by_global_norm, sgd_step
+from ..demo import Demo, Slider
+from ..plots import FrozenBackground, freeze_on_top, log_axis
 
 __all__ = ["accumulation_demo", "clipping_demo", "train_with_spikes"]
 

@@ -7,9 +7,9 @@ import math
 import numpy as np
 from matplotlib.ticker import LogFormatter, NullLocator
 
-from ..optim import linear_regression_data, measure_gradient_variance, train
-from .demo import Demo, Slider
-from .plots import log_axis
+from ...optim import linear_regression_data, measure_gradient_variance, train
+from ..demo import Demo, Slider
+from ..plots import log_axis
 
 
 def log_x_axis(ax) -> None:

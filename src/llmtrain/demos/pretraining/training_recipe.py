@@ -8,11 +8,11 @@ from functools import lru_cache
 
 import numpy as np
 
-from .._threads import one_torch_thread
-from ..objectives import DEFAULT_SOURCE, synthetic_corpus
-from ..pretraining import TrainConfig, TrainingDiverged, pretrain
-from .demo import Demo, Slider
-from .plots import FrozenBackground
+from ..._threads import one_torch_thread
+from ...objectives import DEFAULT_SOURCE, synthetic_corpus
+from ...pretraining import TrainConfig, TrainingDiverged, pretrain
+from ..demo import Demo, Slider
+from ..plots import FrozenBackground
 
 __all__ = ["training_recipe_demo"]
 

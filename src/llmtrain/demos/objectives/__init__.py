@@ -1,0 +1,1 @@
+"""Demos of Part II, Objectives."""
