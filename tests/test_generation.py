@@ -142,7 +142,11 @@ def test_temperature_zero_is_greedy_and_draws_no_random_numbers():
     greedy = sampling_distribution(z, temperature=0.0)
     assert torch.equal(greedy.argmax(-1), z.argmax(-1)) and torch.all(greedy.max(-1).values == 1)
     # A small temperature approaches greedy.
-    distinct = torch.randn(50, 7, dtype=f64)
+    # Seeded, so that no two top logits of a row lie within 0.01 of each other, where
+    # exp(-gap / temperature) would still be visible at temperature 1e-4.
+    distinct = torch.randn(50, 7, dtype=f64, generator=torch.Generator().manual_seed(0))
+    top2 = distinct.topk(2, dim=-1).values
+    assert (top2[:, 0] - top2[:, 1]).min() > 0.01
     torch.testing.assert_close(
         sampling_distribution(distinct, temperature=1e-4),
         sampling_distribution(distinct, temperature=0),
