@@ -4,6 +4,6 @@
 a reader can move in a live kernel and that the static book shows for the default values.
 """
 
-from .demo import Demo, Slider
+from .demo import Demo, DemoOrigin, Slider, demo_factory
 
-__all__ = ["Demo", "Slider"]
+__all__ = ["Demo", "DemoOrigin", "Slider", "demo_factory"]

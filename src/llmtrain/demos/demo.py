@@ -9,18 +9,23 @@ A :class:`Demo` joins three things:
 
 In a notebook, :meth:`Demo.show` displays the figure for the current values as an ordinary
 image output (so the static web page shows a real figure) and, under it, the sliders; moving
-a slider recomputes, redraws and replaces that image in place. Keeping ``compute`` apart from
-``draw`` is what lets :meth:`Demo.sweep` evaluate the same function over a grid of slider
-values, for pages that should respond without a kernel.
+a slider recomputes, redraws and replaces that image in place. The static book moves the same
+sliders over a grid of values at build time and keeps each figure (see
+:mod:`llmtrain.demos.static`), so its sliders move on a web page with no kernel behind it; a
+figure must therefore depend on its slider values only. A demo made by a function decorated
+with :func:`demo_factory` records how it was made, which is what lets the build make the same
+demo again in another process.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import functools
 import io
-import itertools
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +36,52 @@ from matplotlib.figure import Figure
 
 from .._checks import check_int, check_real
 
-__all__ = ["Demo", "Slider"]
+__all__ = ["Demo", "DemoOrigin", "Slider", "demo_factory"]
+
+
+def format_value(value) -> str:
+    """A slider value as the live slider shows it: three significant digits."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return str(int(value))
+    return f"{float(value):.3g}"
+
+
+@dataclass(frozen=True)
+class DemoOrigin:
+    """The factory call that made a demo: ``module.qualname(*args, **kwargs)``."""
+
+    module: str
+    qualname: str
+    args: tuple = ()
+    kwargs: Mapping[str, Any] | None = None
+
+    def make(self) -> Demo:
+        """Call the factory again: a fresh demo, as the original was when it was made."""
+        import importlib
+
+        factory = importlib.import_module(self.module)
+        for part in self.qualname.split("."):
+            factory = getattr(factory, part)
+        return factory(*self.args, **(self.kwargs or {}))
+
+
+def demo_factory(make: Callable[..., Demo]) -> Callable[..., Demo]:
+    """Decorate a function that returns a :class:`Demo`, so the demo knows how it was made.
+
+    The static book rebuilds every demo in worker processes to precompute its frames; a
+    record of the call (module, name and arguments) is all it needs, where pickling the
+    demo would drag its figure, and sometimes a model, along.
+    """
+
+    @functools.wraps(make)
+    def factory(*args, **kwargs) -> Demo:
+        demo = make(*args, **kwargs)
+        if not isinstance(demo, Demo):
+            raise TypeError(f"{make.__qualname__} must return a Demo, got {type(demo).__name__}")
+        demo.origin = DemoOrigin(make.__module__, make.__qualname__, args, dict(kwargs))
+        return demo
+
+    return factory
 
 
 @dataclass(frozen=True)
@@ -73,7 +123,7 @@ class Slider:
         return check_real(self.name, value, self.low, self.high)
 
     def grid(self, n: int) -> list:
-        """``n`` values spanning the range (log-spaced on a log slider), for sweeps."""
+        """``n`` values spanning the range (log-spaced on a log slider), for static grids."""
         n = check_int("n", n, 2)
         if self.scale == "log":
             values = np.geomspace(self.low, self.high, n)
@@ -138,6 +188,18 @@ class Demo:
         Figure size in inches.
     dpi : int, optional
         Resolution of the image shown in the page.
+    alt : str, optional
+        What the figure shows, in a sentence or two, for readers who cannot see it (the
+        image's alt text); the slider values are appended by :meth:`alt_text`.
+    static_points : int, optional
+        Positions per slider on the static page, instead of the usual rule (see
+        :func:`llmtrain.demos.static.static_grid`): a coarser grid for a demo whose
+        ``compute`` is slow, such as a training run.
+    static_note : str, optional
+        Why the static grid is coarser, said on the page (``"each position trains a model"``).
+    static_main : sequence of str, optional
+        With more than three sliders: the three whose every combination the static page
+        holds (default: the first three); each other slider moves on its own.
 
     Notes
     -----
@@ -155,6 +217,10 @@ class Demo:
         fixed: Mapping[str, Any] | None = None,
         figsize: tuple[float, float] = (9.0, 3.6),
         dpi: int = 80,
+        alt: str | None = None,
+        static_points: int | None = None,
+        static_note: str | None = None,
+        static_main: Sequence[str] | None = None,
     ):
         names = [s.name for s in sliders]
         if len(set(names)) != len(names):
@@ -167,6 +233,21 @@ class Demo:
         if overlap:
             raise ValueError(f"fixed and sliders must not share names, got {sorted(overlap)}")
         self.values = {s.name: s.default for s in sliders}
+        self.alt = alt
+        self.static_points = (
+            None if static_points is None else check_int("static_points", static_points, 2)
+        )
+        self.static_note = static_note
+        self.static_main = None if static_main is None else tuple(static_main)
+        if self.static_main is not None and (
+            len(self.static_main) != 3 or not set(self.static_main) <= set(self.sliders)
+        ):
+            raise ValueError(
+                f"static_main must name three of the sliders {sorted(self.sliders)}, "
+                f"got {static_main!r}"
+            )
+        self.origin: DemoOrigin | None = None  # set by demo_factory
+        self.figsize, self.dpi = tuple(figsize), int(dpi)
         self.figure = Figure(figsize=figsize, dpi=dpi)
         self._canvas = FigureCanvasAgg(self.figure)
         self.result = None
@@ -253,6 +334,15 @@ class Demo:
         )
         return buffer.getvalue()
 
+    def alt_text(self, values: Mapping[str, Any] | None = None) -> str:
+        """The image's alt text: what the figure shows, and at which slider values."""
+        values = {**self.values, **(values or {})}
+        settings = ", ".join(
+            f"{s.label or s.name} = {format_value(values[name])}"
+            for name, s in self.sliders.items()
+        )
+        return f"{self.alt or 'Demo figure.'} Shown for {settings}."
+
     # -- moving the sliders ----------------------------------------------------------------
 
     def set(self, **values) -> Demo:
@@ -301,26 +391,24 @@ class Demo:
     # -- showing ---------------------------------------------------------------------------
 
     def show(self) -> None:
-        """Display the figure (a plain image output) and the sliders that redraw it."""
+        """Display the figure (a plain image output) and the sliders that redraw it.
+
+        In the book's build (``LLMTRAIN_STATIC_DEMOS=1``) it displays the image alone, with a
+        description of the demo in the output's metadata, from which the build makes static
+        sliders (:mod:`llmtrain.demos.static_page`); live widgets would need a kernel.
+        """
         from IPython.display import Image, display
         from ipywidgets import VBox
 
+        from . import static
+
         self.redraw()
+        if os.environ.get(static.ENV_FLAG) == "1":
+            display(
+                {"image/png": base64.b64encode(self.png()).decode(), "text/plain": self.alt_text()},
+                raw=True,
+                metadata={static.METADATA_KEY: static.static_spec(self).to_json()},
+            )
+            return
         self._handle = display(Image(data=self.png(), format="png"), display_id=True)
         display(VBox(list(self.widgets().values())))
-
-    # -- sweeping --------------------------------------------------------------------------
-
-    def sweep(self, points: int | Mapping[str, Sequence] = 5) -> Iterator[tuple[dict, Any]]:
-        """Yield ``(slider values, result)`` over a grid of slider values.
-
-        ``points`` is either a number of values per slider (see :meth:`Slider.grid`) or a
-        mapping from slider names to the values to take; sliders not named keep their value.
-        """
-        if isinstance(points, Mapping):
-            axes = {name: list(points.get(name, [self.values[name]])) for name in self.sliders}
-        else:
-            axes = {name: s.grid(points) for name, s in self.sliders.items()}
-        for combination in itertools.product(*axes.values()):
-            values = dict(zip(axes, combination, strict=True))
-            yield values, self.compute(**values)

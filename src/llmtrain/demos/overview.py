@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..optim import Quadratic, minimize, sgd_step
-from .demo import Demo, Slider
+from .demo import Demo, Slider, demo_factory
 from .plots import FrozenBackground, draw_landscape, draw_path, log_axis, set_path
 
 __all__ = ["momentum_demo"]
@@ -42,6 +42,7 @@ def _draw(fig, trajectory, *, lr, momentum, steps, problem):
     return update
 
 
+@demo_factory
 def momentum_demo(problem=VALLEY, steps: int = 80) -> Demo:
     """Gradient descent with heavy-ball momentum (:func:`llmtrain.optim.sgd_step`) on a narrow
     quadratic valley, with sliders for the learning rate α and the momentum μ."""
@@ -53,4 +54,10 @@ def momentum_demo(problem=VALLEY, steps: int = 80) -> Demo:
             Slider("momentum", 0.0, 0.99, 0.6, step=0.01, label="momentum μ"),
         ],
         fixed={"steps": steps, "problem": problem},
+        alt=(
+            "Left: contour lines of a narrow quadratic valley and the path of gradient descent "
+            "with heavy-ball momentum from its start (circle) towards the minimum (star); right: "
+            "the loss against the step on a log scale. The sliders set the learning rate α and "
+            "the momentum μ."
+        ),
     )

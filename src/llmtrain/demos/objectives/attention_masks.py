@@ -10,7 +10,7 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from ..._threads import one_torch_thread
 from ...objectives import causal_mask, encoder_decoder_masks, prefix_lm_mask
-from ..demo import Demo, Slider
+from ..demo import Demo, Slider, demo_factory
 from ..plots import FrozenBackground, moving_title
 
 __all__ = ["attention_mask_demo", "draw_mask"]
@@ -118,6 +118,7 @@ def _draw(fig, result, *, n, prefix_length):
     return update
 
 
+@demo_factory
 def attention_mask_demo() -> Demo:
     """The attention masks of a causal decoder, a prefix decoder and an encoder-decoder
     (:func:`llmtrain.objectives.causal_mask`, :func:`llmtrain.objectives.prefix_lm_mask`,
@@ -138,4 +139,11 @@ def attention_mask_demo() -> Demo:
             ),
         ],
         figsize=(9.0, 3.5),
+        alt=(
+            "Three mask matrices, query position (down) against key position (across), blue "
+            "where attention is allowed: a causal decoder, a prefix decoder with a full block "
+            "over its prefix, and an encoder-decoder with its encoder, cross-attention and "
+            "decoder blocks, red lines at the prefix boundary. The sliders set the sequence "
+            "length n and the prefix length n₀."
+        ),
     )

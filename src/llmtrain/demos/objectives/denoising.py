@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ...objectives import noise_span_counts, span_corruption, text_infilling
-from ..demo import Demo, Slider
+from ..demo import Demo, Slider, demo_factory
 from ..plots import FrozenBackground
 from ..token_text import PASSAGE, TokenText, WordVocab
 
@@ -83,6 +83,7 @@ def _draw_spans(fig, result, **params):
     return update
 
 
+@demo_factory
 def span_corruption_demo() -> Demo:
     """T5's span corruption (:func:`llmtrain.objectives.span_corruption`) of a short
     passage, with sliders for the noise density r, the mean span length s̄ and the seed."""
@@ -95,6 +96,12 @@ def span_corruption_demo() -> Demo:
             Slider("seed", 0, 50, 0, integer=True, label="seed"),
         ],
         figsize=(9.0, 3.6),
+        alt=(
+            "Two blocks of word tokens from a short passage: the encoder's input, each dropped "
+            "span replaced by one sentinel token, and the decoder's target, each sentinel "
+            "followed by the words it replaced, with the counts below. The sliders set the noise "
+            "density r, the mean span length and the random seed."
+        ),
     )
 
 
@@ -146,6 +153,7 @@ def _draw_infill(fig, result, **params):
     return update
 
 
+@demo_factory
 def text_infilling_demo() -> Demo:
     """BART's text infilling (:func:`llmtrain.objectives.text_infilling`) of a short
     passage, with sliders for the fraction r of tokens covered, the Poisson mean w̄ of the
@@ -159,4 +167,10 @@ def text_infilling_demo() -> Demo:
             Slider("seed", 0, 50, 0, integer=True, label="seed"),
         ],
         figsize=(9.0, 3.6),
+        alt=(
+            "Two blocks of word tokens: the original passage with the spans to be replaced "
+            "highlighted, and the corrupted input with one [MASK] per span (violet for a span of "
+            "length 0, an insertion), with the span lengths below. The sliders set the fraction "
+            "of tokens covered, the mean span length and the random seed."
+        ),
     )

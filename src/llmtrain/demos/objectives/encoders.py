@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...objectives import compare_objectives, mask_tokens
-from ..demo import Demo, Slider
+from ..demo import Demo, Slider, demo_factory
 from ..plots import FrozenBackground
 from ..token_text import PASSAGE, STYLES, TokenText, WordVocab
 
@@ -71,6 +71,7 @@ def _draw_mask(fig, result, *, p_mask, seed):
     return update
 
 
+@demo_factory
 def mlm_masking_demo() -> Demo:
     """BERT's masking rule (:func:`llmtrain.objectives.mask_tokens`) applied to a short
     passage, with sliders for the masking probability p_mask and the random seed."""
@@ -82,6 +83,11 @@ def mlm_masking_demo() -> Demo:
             Slider("seed", 0, 50, 0, integer=True, label="seed"),
         ],
         figsize=(9.0, 2.4),
+        alt=(
+            "A short passage after BERT's masking rule, each selected token coloured by what "
+            "became of it: replaced by [MASK], replaced by a random token, or left unchanged, "
+            "with the counts below. The sliders set the masking probability and the random seed."
+        ),
     )
 
 
@@ -121,6 +127,7 @@ def _draw_curves(fig, curves, *, lr, batch_size, momentum, steps, seed):
     return update
 
 
+@demo_factory
 def objective_comparison_demo(steps: int = 80, seed: int = 0) -> Demo:
     """The same tiny transformer trained as a causal decoder and as a masked LM
     (:func:`llmtrain.objectives.compare_objectives`), with sliders for the learning rate α,
@@ -135,4 +142,12 @@ def objective_comparison_demo(steps: int = 80, seed: int = 0) -> Demo:
         ],
         fixed={"steps": steps, "seed": seed},
         figsize=(8.0, 3.4),
+        alt=(
+            "The training loss against the step of the same tiny transformer trained as a causal "
+            "language model (blue) and as a masked language model (red), with each one's floor "
+            "dashed and the no-context level dotted. The sliders set the learning rate α, the "
+            "batch size B and the momentum μ."
+        ),
+        static_points=3,
+        static_note="each position trains two small transformers",
     )

@@ -10,7 +10,7 @@ from matplotlib.ticker import MaxNLocator
 
 from ..._threads import one_torch_thread
 from ...objectives import DEFAULT_SOURCE, CharVocab, generate, train_bigram_lm
-from ..demo import Demo, Slider
+from ..demo import Demo, Slider, demo_factory
 from ..plots import FrozenBackground
 
 __all__ = ["bigram_training_demo"]
@@ -127,6 +127,7 @@ def _draw(fig, run, *, steps, **_):
     return update
 
 
+@demo_factory
 def bigram_training_demo(steps: int = 100, length: int = 32, seed: int = 0) -> Demo:
     """A bigram language model trained on the synthetic corpus with
     :class:`llmtrain.optim.SGD` (:func:`llmtrain.objectives.train_bigram_lm`), with sliders
@@ -142,4 +143,11 @@ def bigram_training_demo(steps: int = 100, length: int = 32, seed: int = 0) -> D
         ],
         fixed={"steps": steps, "length": length, "seed": seed},
         figsize=(10.0, 4.2),
+        alt=(
+            "Left: the loss of a bigram language model against the step, per minibatch (faint) "
+            "and expected (thick), between the uniform level ln V and the entropy rate (dashed); "
+            "right: the learned table of next-character probabilities as a heat map; below, a "
+            "sample of generated text. The sliders set the learning rate, the batch size and the "
+            "momentum."
+        ),
     )

@@ -10,7 +10,7 @@ from matplotlib.ticker import MaxNLocator
 
 from ..._threads import one_torch_thread
 from ...objectives import cross_entropy
-from ..demo import Demo, Slider
+from ..demo import Demo, Slider, demo_factory
 from ..plots import FrozenBackground, moving_title
 
 __all__ = ["logit_demo"]
@@ -132,6 +132,7 @@ def _draw(fig, r: LogitSweep, *, z1, temperature, label_smoothing, **_):
     return update
 
 
+@demo_factory
 def logit_demo() -> Demo:
     """Cross-entropy (:func:`llmtrain.objectives.cross_entropy`) of four classes as the
     correct class's logit z₁ moves, with sliders for z₁, the temperature τ and the label
@@ -159,4 +160,10 @@ def logit_demo() -> Demo:
             ),
         ],
         figsize=(11.0, 3.4),
+        alt=(
+            "Three panels for four classes: the cross-entropy loss and its derivative against "
+            "the correct class's logit z₁, each with a dot at the current z₁, and bars of the "
+            "predicted probabilities p, the target y and p − y for each class. The sliders set "
+            "z₁, the temperature τ and the label smoothing."
+        ),
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ...objectives import UL2_DENOISERS, fim_format, ul2_denoise
-from ..demo import Demo, Slider
+from ..demo import Demo, Slider, demo_factory
 from ..token_text import PASSAGE, TokenText, WordVocab
 from .denoising import _freezer, _title
 
@@ -69,6 +69,7 @@ def _draw_fim(fig, result, **params):
     return update
 
 
+@demo_factory
 def fim_demo() -> Demo:
     """A sentence cut into prefix, middle and suffix, rewritten in the PSM and SPM orders of
     :func:`llmtrain.objectives.fim_format`; sliders move the middle's start and length."""
@@ -80,6 +81,12 @@ def fim_demo() -> Demo:
             Slider("length", 0, _FIM_N, 5, integer=True, label="middle length"),
         ],
         figsize=(9.0, 3.4),
+        alt=(
+            "Three blocks of word tokens: a sentence with its prefix, middle and suffix "
+            "coloured, then the same sentence rearranged in the PSM and in the SPM order with "
+            "the sentinels <PRE>, <SUF> and <MID>. The sliders set where the middle starts and "
+            "its length."
+        ),
     )
 
 
@@ -141,6 +148,7 @@ def _draw_ul2(fig, result, **params):
     return update
 
 
+@demo_factory
 def ul2_demo() -> Demo:
     """One of UL2's seven denoisers (:func:`llmtrain.objectives.ul2_denoise`) applied to a
     passage; sliders choose the denoiser and the seed."""
@@ -159,4 +167,10 @@ def ul2_demo() -> Demo:
             Slider("seed", 0, 50, 0, integer=True, label="seed"),
         ],
         figsize=(9.0, 3.6),
+        alt=(
+            "Two blocks of word tokens from a passage: the input, a mode token then the text "
+            "with spans cut out (each replaced by a sentinel), and the target, the cut spans, "
+            "with the denoiser's settings below. The sliders pick one of UL2's seven denoisers "
+            "and the random seed."
+        ),
     )

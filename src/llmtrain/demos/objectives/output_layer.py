@@ -9,7 +9,7 @@ import torch
 
 from ..._threads import one_torch_thread
 from ...objectives import distillation_loss
-from ..demo import Demo, Slider
+from ..demo import Demo, Slider, demo_factory
 from ..plots import FrozenBackground, moving_title
 
 __all__ = ["distillation_demo"]
@@ -104,6 +104,7 @@ def _draw(fig, r: DistillationView, *, temperature, **_):
     return update
 
 
+@demo_factory
 def distillation_demo() -> Demo:
     """The distillation loss (:func:`llmtrain.objectives.distillation_loss`) of a student
     against a teacher over 8 tokens, with a slider for the temperature τ: both softened
@@ -113,4 +114,10 @@ def distillation_demo() -> Demo:
         _draw,
         [Slider("temperature", 0.25, 16.0, 1.0, scale="log", label="temperature τ")],
         figsize=(10.0, 3.4),
+        alt=(
+            "Left: bars of the teacher's (blue) and the student's (orange) softened "
+            "distributions over 8 tokens; right: the distillation loss against the temperature τ "
+            "on a log axis, with (solid) and without (dashed) the τ² factor, its limit for large "
+            "τ dotted and a dot at the current τ. The slider sets τ."
+        ),
     )

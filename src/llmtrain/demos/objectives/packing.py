@@ -11,7 +11,7 @@ from matplotlib.colors import ListedColormap
 
 from ..._threads import one_torch_thread
 from ...objectives import document_causal_mask, pack_documents
-from ..demo import Demo, Slider
+from ..demo import Demo, Slider, demo_factory
 from ..plots import moving_title
 
 __all__ = ["packing_demo"]
@@ -82,6 +82,7 @@ def _draw(fig, result, *, n_docs, block_size):
     return update
 
 
+@demo_factory
 def packing_demo() -> Demo:
     """Packing random documents (lengths uniform in 1 .. T - 1) with
     :func:`llmtrain.objectives.pack_documents`: the document mask
@@ -95,4 +96,11 @@ def packing_demo() -> Demo:
             Slider("block_size", 4, BLOCK_MAX, 24, integer=True, label="row length n_ctx"),
         ],
         figsize=(9.0, 3.8),
+        alt=(
+            "Left: the document mask of the first packed row, query position against key "
+            "position, each document's block in its own colour and padding grey; right: bars of "
+            "the tokens computed when every document is padded to the longest and when they are "
+            "packed, with the real tokens dashed. The sliders set the number of documents and "
+            "the row length."
+        ),
     )

@@ -17,7 +17,7 @@ from ...optim import (
     rmsprop_step,
     sgd_step,
 )
-from ..demo import Demo, Slider
+from ..demo import Demo, Slider, demo_factory
 from ..plots import (
     FrozenBackground,
     draw_landscape,
@@ -106,6 +106,7 @@ def _draw_paths(fig, runs, *, lr, beta1, beta2, steps, problem):
     return update
 
 
+@demo_factory
 def adaptive_paths_demo(problem=VALLEY, steps: int = 80) -> Demo:
     """SGD (:func:`llmtrain.optim.sgd_step`), AdaGrad, RMSProp and Adam on an axis-aligned
     valley, with sliders for the shared learning rate α and Adam's β₁ and β₂ (which is also
@@ -119,6 +120,13 @@ def adaptive_paths_demo(problem=VALLEY, steps: int = 80) -> Demo:
             Slider("beta2", 0.5, 0.999, 0.99, step=0.001, label="β₂ (Adam) = ρ (RMSProp)"),
         ],
         fixed={"steps": steps, "problem": problem},
+        alt=(
+            "Left: contour lines of an axis-aligned quadratic valley and the paths of SGD "
+            "(blue), AdaGrad (orange), RMSProp (green) and Adam (red) from the same start with "
+            "the same learning rate; right: their losses against the step on a log scale, each "
+            "final loss in the legend. The sliders set the shared learning rate α and Adam's β₁ "
+            "and β₂ (also RMSProp's ρ)."
+        ),
     )
 
 
@@ -218,6 +226,7 @@ def _draw_decay(fig, result, *, weight_decay, lr, **fixed):
     return update
 
 
+@demo_factory
 def weight_decay_demo(steps: int = 400) -> Demo:
     """Adam with L2 regularisation (:func:`llmtrain.optim.adam_step`) against AdamW
     (:func:`llmtrain.optim.adamw_step`), with sliders for the weight decay λ and the learning
@@ -230,6 +239,13 @@ def weight_decay_demo(steps: int = 400) -> Demo:
             Slider("lr", 1e-3, 0.05, 0.01, scale="log", label="learning rate α"),
         ],
         fixed={"steps": steps},
+        alt=(
+            "Two panels against the gradient scale h_i of nine coordinates, on a log axis: left, "
+            "the value where Adam with L2 regularisation (red circles) and AdamW (blue hexagons) "
+            "settle, with the L2 optimum h/(h+λ) dashed; right, the effective weight decay per "
+            "step of each, on a log scale. The sliders set the weight decay λ and the learning "
+            "rate α."
+        ),
     )
 
 
@@ -291,6 +307,7 @@ def _draw_accumulators(fig, result, *, rho, **fixed):
     return update
 
 
+@demo_factory
 def accumulator_demo() -> Demo:
     """AdaGrad's growing sum (:func:`llmtrain.optim.adagrad_step`) against RMSProp's moving
     average (:func:`llmtrain.optim.rmsprop_step`) when the gradient shrinks tenfold halfway,
@@ -299,4 +316,10 @@ def accumulator_demo() -> Demo:
         accumulators,
         _draw_accumulators,
         [Slider("rho", 0.5, 0.999, 0.9, step=0.001, label="decay ρ (RMSProp)")],
+        alt=(
+            "Left: AdaGrad's growing sum of squared gradients (orange) and RMSProp's moving "
+            "average (green) against the step, on a log scale, for a gradient that shrinks "
+            "tenfold at step 100 (dotted line); right: the step size each takes per unit "
+            "learning rate. The slider sets RMSProp's decay ρ."
+        ),
     )

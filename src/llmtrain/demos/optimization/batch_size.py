@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...optim import steps_examples_tradeoff
-from ..demo import Demo, Slider
+from ..demo import Demo, Slider, demo_factory
 from ..plots import log_axis, moving_title
 from .sgd import log_x_axis
 
@@ -64,6 +64,7 @@ def _draw(fig, result, *, B_noise, batch_size):
     return update
 
 
+@demo_factory
 def tradeoff_demo() -> Demo:
     """The steps and examples needed to reach a loss against the batch size B, relative to
     their minima (:func:`llmtrain.optim.steps_examples_tradeoff`), with sliders for the
@@ -75,4 +76,11 @@ def tradeoff_demo() -> Demo:
             Slider("B_noise", 1.0, 1e4, 300.0, scale="log", label="noise scale B_noise"),
             Slider("batch_size", 1, 100_000, 64, integer=True, scale="log", label="batch size B"),
         ],
+        alt=(
+            "Left: against the batch size B, both axes logarithmic, the steps (blue) and the "
+            "examples (red) needed to reach a given loss, each relative to its minimum, with "
+            "black dots at the chosen B and a dashed line at B_noise; right: the two costs "
+            "against each other along a hyperbola, a dot marking the chosen B. The sliders set "
+            "the noise scale B_noise and the batch size B."
+        ),
     )

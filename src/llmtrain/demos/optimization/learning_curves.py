@@ -8,7 +8,7 @@ from functools import lru_cache
 import numpy as np
 
 from ...optim import EarlyStopping, TrainingRun, polynomial_regression_data, train
-from ..demo import Demo, Slider
+from ..demo import Demo, Slider, demo_factory
 from ..plots import FrozenBackground, log_axis, moving_title
 from .sgd import log_x_axis
 
@@ -118,6 +118,7 @@ def _draw(fig, result, *, epochs, noise, **params):
     return update
 
 
+@demo_factory
 def early_stopping_demo(epochs: int = 150, noise: float = 0.3) -> Demo:
     """Training and validation curves of a polynomial fitted by minibatch SGD
     (:func:`llmtrain.optim.train`), and where early stopping with patience
@@ -135,6 +136,15 @@ def early_stopping_demo(epochs: int = 150, noise: float = 0.3) -> Demo:
         ],
         fixed={"epochs": epochs, "noise": noise},
         figsize=(10.0, 3.8),
+        alt=(
+            "Left: training (blue) and validation (red) loss of a polynomial fit against the "
+            "epoch, both axes logarithmic, with the noise floor dashed, a green line where early "
+            "stopping stops and a green dot at the epoch it keeps; right: the training points, "
+            "the true curve (black), the kept fit (green) and the fit at the end (red). The "
+            "sliders set the degree, the number of training points, the learning rate, the batch "
+            "size and the patience."
+        ),
+        static_main=("degree", "n", "patience"),
     )
 
 

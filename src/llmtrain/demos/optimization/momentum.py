@@ -20,7 +20,7 @@ from ...optim import (
     optimal_heavy_ball,
     sgd_step,
 )
-from ..demo import Demo, Slider
+from ..demo import Demo, Slider, demo_factory
 from ..plots import FrozenBackground, draw_landscape, draw_path, log_axis, moving_title, set_path
 
 __all__ = ["rate_map_demo", "rosenbrock_demo", "valley_demo"]
@@ -144,6 +144,7 @@ def _valley_draw(fig, runs: Runs, *, lr, momentum, kappa, steps):
     return update
 
 
+@demo_factory
 def valley_demo(steps: int = 100) -> Demo:
     """Heavy-ball momentum (:func:`llmtrain.optim.sgd_step`) against plain gradient descent
     in a rotated quadratic valley with curvatures 1/κ and 1: sliders for the learning rate α,
@@ -157,6 +158,13 @@ def valley_demo(steps: int = 100) -> Demo:
             Slider("kappa", 2.0, 200.0, 20.0, scale="log", label="condition number κ"),
         ],
         fixed={"steps": steps},
+        alt=(
+            "Left: contour lines of a rotated quadratic valley and the paths of gradient descent "
+            "(orange) and heavy-ball momentum (blue) from a circle towards the minimum (star); "
+            "right: their losses against the step on a log scale, titled with the predicted "
+            "convergence rates. The sliders set the learning rate α, the momentum μ and the "
+            "condition number κ."
+        ),
     )
 
 
@@ -271,6 +279,7 @@ def _rate_map_draw(fig, result: RateMap, *, kappa, resolution):
     return update
 
 
+@demo_factory
 def rate_map_demo(resolution: int = 161) -> Demo:
     """The convergence rate of heavy-ball momentum (:func:`llmtrain.optim.momentum_rate`) over
     the (α, μ) plane for a quadratic with curvatures 1/κ and 1, with a slider for κ."""
@@ -280,6 +289,14 @@ def rate_map_demo(resolution: int = 161) -> Demo:
         [Slider("kappa", 1.5, 1000.0, 100.0, scale="log", label="condition number κ")],
         fixed={"resolution": resolution},
         figsize=(9.5, 3.8),
+        alt=(
+            "Left: a colour map of the convergence rate of heavy-ball momentum over the learning "
+            "rate α (across) and the momentum μ (up), grey where it diverges, right of a red "
+            "edge, with a star at the best (α, μ) and a dot at the best α of gradient descent; "
+            "right: the best rate of gradient descent (orange) and of heavy ball (blue) against "
+            "the condition number on a log axis, a dashed line at the current κ. The slider sets "
+            "κ."
+        ),
     )
 
 
@@ -361,6 +378,7 @@ def _rosenbrock_draw(fig, runs: Runs, *, lr, momentum, nesterov, steps):
     return update
 
 
+@demo_factory
 def rosenbrock_demo(steps: int = 1000) -> Demo:
     """Gradient descent, heavy ball and Nesterov momentum (:func:`llmtrain.optim.sgd_step`)
     on the Rosenbrock valley, with sliders for α, μ and Nesterov on (1) or off (0)."""
@@ -373,4 +391,10 @@ def rosenbrock_demo(steps: int = 1000) -> Demo:
             Slider("nesterov", 0, 1, 0, integer=True, label="Nesterov (0 off, 1 on)"),
         ],
         fixed={"steps": steps},
+        alt=(
+            "Left: contour lines of the Rosenbrock valley and the paths from a circle of "
+            "gradient descent (orange) and of momentum, heavy ball or Nesterov (blue); right: "
+            "their losses against the step over 1000 steps on a log scale. The sliders set the "
+            "learning rate α, the momentum μ and whether Nesterov's variant is on."
+        ),
     )

@@ -22,7 +22,7 @@ import torch
 from ..._checks import check_int
 from ...objectives import DEFAULT_SOURCE, synthetic_corpus
 from ...pretraining import TrainConfig, TrainingDiverged, cached_pretrain
-from ..demo import Demo, Slider
+from ..demo import Demo, Slider, demo_factory
 from ..plots import moving_title
 
 __all__ = [
@@ -228,6 +228,7 @@ def _sweep(config_json: str, optimizers, exponents, seeds, n_chars) -> SweepResu
     )
 
 
+@demo_factory
 def optimizer_capstone_demo(
     config: TrainConfig = CAPSTONE_CONFIG,
     *,
@@ -317,4 +318,10 @@ def optimizer_capstone_demo(
             ),
         ],
         figsize=(10.0, 3.8),
+        alt=(
+            "Left: the final validation loss against q, for a learning rate α = α_ref · 2^q, of "
+            "SGD, AdamW, Lion and Muon (mean and spread over seeds), with the entropy floor "
+            "dashed and a grey line at the chosen q; right: the smoothed training-loss curves of "
+            "every seed of each optimizer at that learning rate. The slider sets q."
+        ),
     )

@@ -19,7 +19,7 @@ from ...optim import (
     step_decay,
     warmup_cosine,
 )
-from ..demo import Demo, Slider
+from ..demo import Demo, Slider, demo_factory
 from ..plots import FrozenBackground, freeze_on_top, log_axis, moving_title
 
 __all__ = ["FAMILIES", "expected_losses", "schedule_demo", "schedule_from_sliders"]
@@ -162,6 +162,7 @@ def _draw(fig, run, *, family, lr, total, **params):
     return update
 
 
+@demo_factory
 def schedule_demo(problem=BOWL, noise: float = 1.0) -> Demo:
     """Any of the six schedules, drawn from its parameters (left), and the loss of noisy SGD
     (:func:`llmtrain.optim.sgd_step`) on a quadratic run with it (right)."""
@@ -178,4 +179,12 @@ def schedule_demo(problem=BOWL, noise: float = 1.0) -> Demo:
             Slider("T_mult", 1, 3, 2, integer=True, label="SGDR T_mult"),
         ],
         fixed={"noise": noise, "problem": problem},
+        alt=(
+            "Left: the learning rate against the step for one schedule family (step decay, "
+            "linear warmup, warmup + cosine, one-cycle, Noam or SGDR); right: the loss of noisy "
+            "SGD on a quadratic run with that schedule, one run faint and the exact expected "
+            "loss thick, on a log scale. The sliders pick the family and set its peak rate, "
+            "total steps, warmup, floor, cycle and SGDR's T_mult."
+        ),
+        static_main=("family", "lr", "warmup"),
     )

@@ -8,7 +8,7 @@ from functools import lru_cache
 import numpy as np
 
 from ...optim import Quadratic, warmup_cosine, warmup_stable_decay
-from ..demo import Demo, Slider
+from ..demo import Demo, Slider, demo_factory
 from ..plots import FrozenBackground, freeze_on_top, log_axis, moving_title
 from .schedules import expected_losses
 
@@ -125,6 +125,7 @@ def _draw(fig, run, *, lr, **params):
     return update
 
 
+@demo_factory
 def wsd_demo(problem: Quadratic = VALLEY, noise: float = 1.0) -> Demo:
     """WSD against cosine on a noisy quadratic: a long WSD run to T, a shorter one that
     branches its cooldown off the long run's stable phase at T_b − T_d, and cosine runs to T
@@ -139,4 +140,11 @@ def wsd_demo(problem: Quadratic = VALLEY, noise: float = 1.0) -> Demo:
             Slider("shape", 0, 1, 0, integer=True, label="shape (0 linear, 1 1-sqrt)"),
         ],
         fixed={"total": 1000, "lr": 0.3, "warmup": 20, "noise": noise, "problem": problem},
+        alt=(
+            "Left: the learning rate against the update of four schedules, warmup-stable-decay "
+            "(WSD, blue) and cosine (red), each to the full length T (solid) and to a shorter "
+            "branch T_b (dashed); right: their exact expected losses on a log scale, a dot at "
+            "the end of each. The sliders set the cooldown's share T_d / T_b, the branch length "
+            "T_b and the cooldown's shape (linear or 1-sqrt)."
+        ),
     )

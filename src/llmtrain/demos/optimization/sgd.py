@@ -8,7 +8,7 @@ import numpy as np
 from matplotlib.ticker import LogFormatter, NullLocator
 
 from ...optim import linear_regression_data, measure_gradient_variance, train
-from ..demo import Demo, Slider
+from ..demo import Demo, Slider, demo_factory
 from ..plots import log_axis
 
 
@@ -60,6 +60,7 @@ def _draw_training(fig, run, *, lr, batch_size, momentum, epochs, problem):
     return update
 
 
+@demo_factory
 def learning_rate_demo(problem=REGRESSION, epochs: int = 10) -> Demo:
     """Loss curves of minibatch SGD (:func:`llmtrain.optim.train`) on a small linear regression,
     with sliders for the learning rate α, the batch size B and the momentum μ."""
@@ -72,6 +73,12 @@ def learning_rate_demo(problem=REGRESSION, epochs: int = 10) -> Demo:
             Slider("momentum", 0.0, 0.95, 0.0, step=0.05, label="momentum μ"),
         ],
         fixed={"epochs": epochs, "problem": problem},
+        alt=(
+            "The loss of minibatch SGD on a small linear regression against the epoch, on a log "
+            "scale: the loss of every minibatch (faint blue) and the training loss after each "
+            "epoch (red dots), with the best possible loss dashed. The sliders set the learning "
+            "rate α, the batch size B and the momentum μ."
+        ),
     )
 
 
@@ -124,6 +131,7 @@ def _draw_noise(fig, result, *, n, **_):
     return update
 
 
+@demo_factory
 def gradient_noise_demo(samples: int = 250) -> Demo:
     """The variance of the minibatch gradient against the batch size, measured by sampling
     (:func:`llmtrain.optim.measure_gradient_variance`) and in closed form, with sliders for
@@ -136,6 +144,12 @@ def gradient_noise_demo(samples: int = 250) -> Demo:
             Slider("distance", 0.0, 3.0, 0.0, step=0.1, label="distance of θ from θ*"),
         ],
         fixed={"samples": samples, "seed": 0},
+        alt=(
+            "The variance of the minibatch gradient against the batch size B, both axes "
+            "logarithmic: measured with replacement (blue dots) beside σ_g²/B (line), and "
+            "without replacement (red squares) beside σ_g²/B · (N−B)/(N−1) (dashed). The sliders "
+            "set the number of examples N and the distance of θ from the minimum."
+        ),
     )
 
 

@@ -11,7 +11,7 @@ import torch
 
 from ..._threads import one_torch_thread
 from ...optim import Quadratic, accumulate_gradients, clip_by_global_norm, sgd_step
-from ..demo import Demo, Slider
+from ..demo import Demo, Slider, demo_factory
 from ..plots import FrozenBackground, freeze_on_top, log_axis
 
 __all__ = ["accumulation_demo", "clipping_demo", "train_with_spikes"]
@@ -116,6 +116,7 @@ def _draw_spikes(fig, runs, *, max_norm, steps, **params):
     return update
 
 
+@demo_factory
 def clipping_demo(steps: int = 150, problem=BOWL) -> Demo:
     """SGD with an occasional gradient spike, with and without clipping by global norm
     (:func:`llmtrain.optim.clip_by_global_norm`); sliders for c, the spike and α."""
@@ -128,6 +129,12 @@ def clipping_demo(steps: int = 150, problem=BOWL) -> Demo:
             Slider("lr", 0.01, 0.6, 0.1, scale="log", label="learning rate α"),
         ],
         fixed={"steps": steps, "problem": problem},
+        alt=(
+            "Left: the loss against the step of SGD with a gradient spike every 25 steps, "
+            "without clipping (red) and with clipping at global norm c (blue), on a log scale; "
+            "right: the gradient norm at each step of the unclipped run, with the threshold c "
+            "dashed. The sliders set c, the spike factor and the learning rate α."
+        ),
     )
 
 
@@ -202,6 +209,7 @@ def _draw_accumulation(fig, result, **params):
     return update
 
 
+@demo_factory
 def accumulation_demo(seed: int = 0) -> Demo:
     """Gradient accumulation (:func:`llmtrain.optim.accumulate_gradients`) over K micro-batches
     against one large batch, for the correct weighting and two wrong ones."""
@@ -214,4 +222,10 @@ def accumulation_demo(seed: int = 0) -> Demo:
         ],
         fixed={"seed": seed},
         figsize=(8.0, 3.6),
+        alt=(
+            "Bars, on a log scale, of the largest difference between a gradient accumulated over "
+            "K micro-batches and the gradient of the whole batch, for three weightings of the "
+            "micro-batches: B_j / B (correct, at rounding error), 1 / K, and none (a sum). The "
+            "sliders set K and the batch size B."
+        ),
     )

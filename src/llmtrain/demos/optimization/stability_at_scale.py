@@ -7,7 +7,7 @@ from functools import lru_cache
 import numpy as np
 
 from ...optim import dequantize_blockwise, quantize_blockwise
-from ..demo import Demo, Slider
+from ..demo import Demo, Slider, demo_factory
 from ..plots import FrozenBackground, moving_title
 
 __all__ = ["heavy_tailed_moment", "quantization_demo"]
@@ -67,6 +67,7 @@ def _draw(fig, result, *, log2_block, log10_floor):
     return update
 
 
+@demo_factory
 def quantization_demo():
     """Sorted relative errors of 8-bit block-wise quantisation, dynamic against linear levels."""
     return Demo(
@@ -76,4 +77,10 @@ def quantization_demo():
             Slider("log2_block", 4, 13, 11, integer=True, label="log₂ block size"),
             Slider("log10_floor", -9.0, -3.0, -6.0, label="log₁₀ smallest |x| counted"),
         ],
+        alt=(
+            "The relative errors of 8-bit block-wise quantisation of a heavy-tailed tensor, "
+            "sorted, against the fraction of entries, on a log scale: the dynamic map (blue) and "
+            "the linear absmax map (red), median errors in the title. The sliders set the block "
+            "size (as log₂) and the smallest magnitude counted (as log₁₀)."
+        ),
     )

@@ -10,7 +10,7 @@ import torch
 
 from ..._threads import one_torch_thread
 from ...pretraining import GPT, sampling_distribution
-from ..demo import Demo, Slider
+from ..demo import Demo, Slider, demo_factory
 from ..plots import moving_title
 
 __all__ = ["sampling_demo"]
@@ -105,6 +105,7 @@ def _draw(fig, result, *, state, **params):
     return update
 
 
+@demo_factory
 def sampling_demo(model: GPT | None = None, tokenizer=None, prompt: str = PROMPT):
     """The next-token distribution of a trained model after ``prompt`` under temperature,
     top-k and top-p, and a continuation sampled with them. Without a model, the book's small
@@ -125,4 +126,12 @@ def sampling_demo(model: GPT | None = None, tokenizer=None, prompt: str = PROMPT
         ],
         fixed={"state": state},
         figsize=(9.0, 4.2),
+        alt=(
+            "Bars of a trained character model's probabilities for its 20 most likely next "
+            "characters after a prompt: after the temperature (wide, grey) and what is sampled "
+            "from after top-k and top-p (narrow, blue); below, a continuation sampled with these "
+            "settings. The sliders set the temperature τ, top-k and top-p."
+        ),
+        static_points=5,
+        static_note="each position samples a continuation from the model",
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...pretraining import GPTConfig, flops_per_token, parameter_count
-from ..demo import Demo, Slider
+from ..demo import Demo, Slider, demo_factory
 from ..plots import moving_title
 
 __all__ = ["model_size_demo"]
@@ -83,6 +83,7 @@ def _draw(fig, result, **params):
     return update
 
 
+@demo_factory
 def model_size_demo():
     """Shares of the parameters and the forward FLOPs of a GPT as its width d_model, depth
     n_layer, context n_ctx and vocabulary V change (defaults: GPT-2 small)."""
@@ -100,4 +101,11 @@ def model_size_demo():
             ),
         ],
         figsize=(9.0, 2.8),
+        alt=(
+            "Two horizontal bars of shares: a GPT's parameters split into embeddings, attention, "
+            "MLP and norms, and its forward FLOPs per token split into projections, attention "
+            "scores, MLP and unembedding, with the totals in the title. The sliders set the "
+            "width, the depth, the context length and the vocabulary size."
+        ),
+        static_main=("n_embd", "block_size", "vocab_size"),
     )

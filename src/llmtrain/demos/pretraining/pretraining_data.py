@@ -18,7 +18,7 @@ from ...pretraining import (
     stdlib_documents,
     word_shingles,
 )
-from ..demo import Demo, Slider
+from ..demo import Demo, Slider, demo_factory
 from ..plots import FrozenBackground, moving_title
 
 __all__ = ["edited_pairs", "llama1_mixture_figure", "minhash_bands_demo"]
@@ -143,6 +143,7 @@ def _draw(fig, result, **_):
     return update
 
 
+@demo_factory
 def minhash_bands_demo(n_pairs: int = 300, seed: int = 0) -> Demo:
     """LSH banding of MinHash signatures of real text pairs: the S-curve
     1 - (1 - J^n_r)^n_b, its rise (1/n_b)^(1/n_r) and the measured candidate rate, with
@@ -156,6 +157,13 @@ def minhash_bands_demo(n_pairs: int = 300, seed: int = 0) -> Demo:
         ],
         fixed={"n_pairs": n_pairs, "seed": seed},
         figsize=(8.0, 4.2),
+        alt=(
+            "The probability that a pair of texts becomes an LSH candidate against the pair's "
+            "exact Jaccard similarity: the S-curve 1 − (1 − J^n_r)^n_b (blue), each pair as a "
+            "grey dot at 1 (candidate) or 0, the measured rate per similarity bin (red dots) and "
+            "the curve's rise (dashed green line). The sliders set the number of bands n_b and "
+            "the rows per band n_r."
+        ),
     )
 
 

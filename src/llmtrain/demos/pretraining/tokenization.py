@@ -13,7 +13,7 @@ from ...pretraining import (
     compression_curve,
     python_source,
 )
-from ..demo import Demo, Slider
+from ..demo import Demo, Slider, demo_factory
 from ..plots import FrozenBackground, moving_title
 
 __all__ = ["vocabulary_size_demo"]
@@ -97,6 +97,7 @@ def _draw(fig, point, *, max_vocab, **_):
     return update
 
 
+@demo_factory
 def vocabulary_size_demo(max_vocab: int = 4096) -> Demo:
     """A byte-level BPE tokenizer trained once on Python's standard library
     (:func:`llmtrain.pretraining.python_source`), cut to V tokens by a slider: the held-out
@@ -118,4 +119,9 @@ def vocabulary_size_demo(max_vocab: int = 4096) -> Demo:
         ],
         fixed={"max_vocab": max_vocab, "sentence": SENTENCE},
         figsize=(8.0, 5.0),
+        alt=(
+            "The held-out bytes per token of a byte-level BPE tokenizer against the vocabulary "
+            "size V on a log axis, a red dot at the chosen V; below, a line of Python code split "
+            "into the tokens of that vocabulary. The slider sets V."
+        ),
     )

@@ -11,7 +11,7 @@ import numpy as np
 from ..._threads import one_torch_thread
 from ...objectives import DEFAULT_SOURCE, synthetic_corpus
 from ...pretraining import TrainConfig, TrainingDiverged, pretrain
-from ..demo import Demo, Slider
+from ..demo import Demo, Slider, demo_factory
 from ..plots import FrozenBackground
 
 __all__ = ["training_recipe_demo"]
@@ -123,6 +123,7 @@ def _draw(fig, run, *, steps, **_):
     return update
 
 
+@demo_factory
 def training_recipe_demo(steps: int = 120, seed: int = 0) -> Demo:
     """Short runs of :func:`llmtrain.pretraining.pretrain` (a one-layer GPT of width 32) on
     the synthetic corpus, with sliders for the peak learning rate, the batch size, β₁ and
@@ -138,4 +139,13 @@ def training_recipe_demo(steps: int = 120, seed: int = 0) -> Demo:
         ],
         fixed={"steps": steps, "seed": seed},
         figsize=(10.0, 4.0),
+        alt=(
+            "Left: the training loss of a one-layer GPT against the update, per batch (faint) "
+            "and as a mean of the last 10 (thick), between ln V and the entropy rate (dashed); "
+            "right: the learning-rate schedule on a log scale. The sliders set the peak learning "
+            "rate, the batch size, β₁ and the warmup."
+        ),
+        static_points=3,
+        static_main=("lr", "beta1", "warmup"),
+        static_note="each position trains a small GPT",
     )
