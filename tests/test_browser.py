@@ -484,3 +484,31 @@ def test_screenshots_of_one_page_per_part_are_written(driver, site, pages, built
         assert driver.save_screenshot(str(path)), path
         written.append(path)
     assert len(written) == 4, written
+
+
+SEARCH_RESULTS = """
+const done = arguments[arguments.length - 1];
+const started = performance.now();
+(function poll() {
+  const results = document.querySelectorAll('#search-results li, ul.search li');
+  if (results.length || performance.now() - started > 10000) {
+    done([...results].map((item) => item.textContent.trim().slice(0, 80)));
+  } else {
+    setTimeout(poll, 50);
+  }
+})();
+"""
+
+
+@pytest.mark.parametrize("where", ["http", "file"])
+def test_search_finds_chapters_offline(driver, site, built, where):
+    """The search page answers from the index shipped with the book, served or from disk."""
+    base = site if where == "http" else built.html.as_uri() + "/"
+    browser.drain_requests(driver)
+    browser.drain_console(driver)
+    driver.get(f"{base}search.html?q=momentum")
+    results = driver.execute_async_script(SEARCH_RESULTS)
+    assert any("Momentum" in result for result in results), results
+    remote = [u for u in browser.drain_requests(driver) if not browser.is_local(u, base)]
+    assert not remote, remote
+    assert not browser.drain_console(driver)

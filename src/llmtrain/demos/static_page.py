@@ -21,6 +21,7 @@ import html
 import json
 import os
 import shutil
+import time
 from base64 import b64decode
 from concurrent.futures import Future, ProcessPoolExecutor
 from multiprocessing import get_context
@@ -147,13 +148,21 @@ def _build_finished(app, exception) -> None:
     if exception is None:
         for spec, png in demos:
             pool.submit(spec, png)
+    waiting = time.perf_counter()
     summaries = pool.wait()
     if exception is not None or app.builder.format != "html":
         return
     for summary in summaries:
         logger.info(
             f"static demo {summary['demo']}: {summary['frames']} frames, "
-            f"{summary['bytes'] / 1e6:.2f} MB, {summary['colors'] or 'all'} colours"
+            f"{summary['bytes'] / 1e6:.2f} MB, {summary['colors'] or 'all'} colours, "
+            f"{summary['cpu_seconds']:.1f} s CPU"
+        )
+    if summaries:
+        cpu = sum(s["cpu_seconds"] for s in summaries)
+        logger.info(
+            f"static demos: {len(summaries)} drawn in {cpu:.0f} s of CPU, mostly while pages "
+            f"executed; the build waited {time.perf_counter() - waiting:.0f} s for them at the end"
         )
     keys = {spec["key"] for spec, _ in demos}
     site = Path(app.outdir) / "_static" / "demos"
