@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from .._checks import check_int, check_real
 from .sampling import _check_sampling, sample_next_token
@@ -65,6 +66,10 @@ class GPTConfig:
         residual output projections use σ / √(2L).
     rope_base : float
         The base b of RoPE's frequencies θ_i = b^(-2i/d_h).
+    checkpoint_activations : bool
+        Activation checkpointing: in training, keep only each block's input for the backward
+        pass and recompute the block's activations from it there (``torch.utils.checkpoint``);
+        the same numbers for less memory and about one more forward pass.
     """
 
     vocab_size: int
@@ -81,6 +86,7 @@ class GPTConfig:
     attention: str = "sdpa"
     init_std: float = 0.02
     rope_base: float = 10000.0
+    checkpoint_activations: bool = False
 
     def __post_init__(self):
         check_int("vocab_size", self.vocab_size, 1)
@@ -101,6 +107,10 @@ class GPTConfig:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.position == "rope" and self.head_size % 2:
             raise ValueError(f"RoPE needs an even head size n_embd/n_head, got {self.head_size}")
+        if not isinstance(self.checkpoint_activations, bool):
+            raise TypeError(
+                f"checkpoint_activations must be a bool, got {self.checkpoint_activations!r}"
+            )
 
     @property
     def head_size(self) -> int:
@@ -362,8 +372,14 @@ class GPT(nn.Module):
         else:
             rope = (self.rope_cos[start : start + T], self.rope_sin[start : start + T])
         x = self.transformer.drop(x)
+        # Checkpointing only pays when a backward pass follows (training, no KV cache).
+        recompute = self.config.checkpoint_activations and self.training and cache is None
+        recompute = recompute and torch.is_grad_enabled()
         for layer, block in enumerate(self.transformer.h):
-            x = block(x, rope, cache, layer)
+            if recompute:  # saves x alone; the backward pass reruns the block (and its dropout)
+                x = checkpoint(block, x, rope, None, layer, use_reentrant=False)
+            else:
+                x = block(x, rope, cache, layer)
         if cache is not None:
             cache.length += T
         logits = self.lm_head(self.transformer.ln_f(x))

@@ -16,6 +16,15 @@ trains on the UTF-8 text file FILE and writes into DIR the tokenizer (``tokenize
 one JSON record per evaluation (``log.jsonl``), the checkpoint (``ckpt.pt``) and the loss
 curves (``loss.png``). ``--help`` lists the options, which are the fields of
 :class:`TrainConfig`.
+
+On many processes::
+
+    torchrun --nproc_per_node=N -m llmtrain.pretraining.train --data FILE --out DIR [options]
+
+trains the same run data-parallel (:prf:ref:`alg-data-parallel-step`): every process draws the
+same global batch of ``batch_size`` · ``grad_accum`` sequences and takes its 1/N share,
+DistributedDataParallel averages the gradients, and only process 0 writes files. The
+checkpoint is the single-process one, so a run started on N processes resumes on any number.
 """
 
 from __future__ import annotations
@@ -38,6 +47,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 from .._checks import check_int, check_real
 from ..optim import (
@@ -463,14 +474,29 @@ def train_step(model, optimizer, scheduler, micro_batches, config: TrainConfig) 
 
     Returns the loss of the whole batch; raises :class:`TrainingDiverged`, before touching
     the weights, if it is NaN or infinite.
+
+    Implements :prf:ref:`alg-data-parallel-step` when ``model`` is a
+    :class:`~torch.nn.parallel.DistributedDataParallel`: then the micro-batches
+    are this process's share of the batch (the shares equal in size): the gradient is averaged
+    over the processes once, after the last micro-batch, and the loss returned is the mean over
+    the processes, that of the whole batch.
     """
     optimizer.zero_grad(set_to_none=True)
+    micro_batches = list(micro_batches)
+    parallel = isinstance(model, DistributedDataParallel)
+    remaining = iter(range(len(micro_batches) - 1, -1, -1))
 
     def loss_of(batch):
-        with _autocast(config):
+        # DDP decides during the forward pass whether the backward all-reduces: only the last
+        # micro-batch's does, the others just add into .grad (DDP's no_sync).
+        accumulate_only = parallel and next(remaining) > 0
+        with model.no_sync() if accumulate_only else contextlib.nullcontext(), _autocast(config):
             return model(*batch)[1]
 
     loss = accumulate_gradients(loss_of, micro_batches)
+    if parallel:
+        # The same number on every process, so that all of them stop if it is not finite.
+        loss = _mean_over_processes(loss)
     if not math.isfinite(loss):
         raise TrainingDiverged(
             f"the loss is {loss}; try a lower learning rate (lr={config.lr:g}), a longer "
@@ -481,6 +507,57 @@ def train_step(model, optimizer, scheduler, micro_batches, config: TrainConfig) 
     optimizer.step()
     scheduler.step()
     return loss
+
+
+# -- many processes ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _World:
+    """This process's place in a data-parallel run: process ``rank`` of ``size``."""
+
+    rank: int = 0
+    size: int = 1
+
+
+def _world() -> _World:
+    """The processes torchrun started (its WORLD_SIZE, RANK, MASTER_ADDR, ... variables),
+    joined into a gloo (CPU) process group on first use. A single process, without
+    torch.distributed at all, when WORLD_SIZE is unset or 1."""
+    if not dist.is_initialized():
+        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+            return _World()
+        dist.init_process_group("gloo")
+    return _World(dist.get_rank(), dist.get_world_size())
+
+
+def _check_world(config: TrainConfig, world: _World) -> None:
+    B = config.batch_size * config.grad_accum
+    if B % world.size:
+        raise ValueError(
+            f"the global batch of batch_size * grad_accum = {config.batch_size} * "
+            f"{config.grad_accum} = {B} sequences must be divisible by the number of processes "
+            f"({world.size}); choose batch_size or grad_accum so that it is"
+        )
+
+
+def _shard(micro_batches: list, config: TrainConfig, world: _World) -> list:
+    """Process r's share of the global batch: rows [rB/N, (r+1)B/N) of the K micro-batches
+    stacked, cut into micro-batches of at most ``batch_size`` rows (so that a process never
+    holds more activations than a single-process run)."""
+    if world.size == 1:
+        return micro_batches
+    x, y = (torch.cat(parts) for parts in zip(*micro_batches, strict=True))
+    share = len(x) // world.size
+    rows = slice(world.rank * share, (world.rank + 1) * share)
+    inputs, targets = x[rows].split(config.batch_size), y[rows].split(config.batch_size)
+    return list(zip(inputs, targets, strict=True))
+
+
+def _mean_over_processes(value: float) -> float:
+    total = torch.tensor(value, dtype=torch.float64)
+    dist.all_reduce(total)
+    return total.item() / dist.get_world_size()
 
 
 def _data_digest(ids: torch.Tensor) -> str:
@@ -500,6 +577,7 @@ def pretrain(
     """Train a GPT on a text with the book's recipe.
 
     Implements :prf:ref:`alg-pretraining-loop`.
+    Implements :prf:ref:`alg-data-parallel-step` under ``torchrun`` (with :func:`train_step`).
 
     Parameters
     ----------
@@ -523,6 +601,13 @@ def pretrain(
         Called with each evaluation's record after it is logged (and checkpointed); if it
         returns True, training stops there (a later ``resume=True`` continues it).
 
+    Under ``torchrun --nproc_per_node=N`` (WORLD_SIZE > 1) every process calls ``pretrain``
+    with the same arguments and trains its share of each batch under DistributedDataParallel;
+    ``batch_size * grad_accum`` must be divisible by N. Only process 0 writes files and shows
+    progress; every process evaluates, calls ``callback`` (which must answer alike on all of
+    them) and returns the same model. The checkpoint holds what a single process saves, so a
+    run resumes on any number of processes.
+
     Returns
     -------
     TrainResult
@@ -535,6 +620,8 @@ def pretrain(
     config = TrainConfig() if config is None else config
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+    world = _world()
+    _check_world(config, world)
     out = None if out is None else Path(out)
     if resume and out is None:
         raise ValueError("resume=True needs the out directory that holds the checkpoint")
@@ -555,11 +642,23 @@ def pretrain(
     # caller's random state is the same after the call as before.
     with torch.random.fork_rng(devices=[]):
         return _run(
-            config, out, tokenizer, train_ids, val_ids, V, digest, checkpoint, progress, callback
+            config,
+            out,
+            tokenizer,
+            train_ids,
+            val_ids,
+            V,
+            digest,
+            checkpoint,
+            progress,
+            callback,
+            world,
         )
 
 
-def _run(config, out, tokenizer, train_ids, val_ids, V, digest, checkpoint, progress, callback):
+def _run(
+    config, out, tokenizer, train_ids, val_ids, V, digest, checkpoint, progress, callback, world
+):
     torch.manual_seed(config.seed)
     random.seed(config.seed)
     np.random.seed(config.seed)  # noqa: NPY002 (the global state callers may draw from)
@@ -576,6 +675,15 @@ def _run(config, out, tokenizer, train_ids, val_ids, V, digest, checkpoint, prog
         start, elapsed = checkpoint["iter"], checkpoint["elapsed_s"]
         log, losses = checkpoint["log"], checkpoint["losses"]
         samples = [tuple(s) for s in checkpoint["samples"]]
+    net = model
+    if world.size > 1:
+        # All processes hold the same weights and random state, which is what process 0 saves
+        # (so the checkpoint does not depend on N); the others then draw dropout masks from
+        # streams of their own.
+        if world.rank > 0:
+            torch.manual_seed(int(torch.randint(2**62, (1,))) + world.rank)
+        net = DistributedDataParallel(model)
+        out, progress = (out, progress) if world.rank == 0 else (None, False)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         if tokenizer is not None:
@@ -641,7 +749,9 @@ def _run(config, out, tokenizer, train_ids, val_ids, V, digest, checkpoint, prog
             for _ in range(config.grad_accum)
         ]
         try:
-            loss = train_step(model, optimizer, scheduler, micro_batches, config)
+            loss = train_step(
+                net, optimizer, scheduler, _shard(micro_batches, config, world), config
+            )
         except TrainingDiverged as error:
             if bar is not None:
                 bar.close()
@@ -786,13 +896,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     """The command line: ``python -m llmtrain.pretraining.train --data FILE --out DIR``."""
     args = _parser().parse_args(argv)
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    main_process = int(os.environ.get("RANK", "0")) == 0  # under torchrun, only one speaks
     try:
         config = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
         text = read_text_file(args.data)
         result = pretrain(text, config, out=args.out, resume=args.resume, progress=not args.quiet)
     except (ValueError, TypeError, TrainingDiverged) as error:
-        print(f"error: {error}", file=sys.stderr)
+        if main_process:
+            print(f"error: {error}", file=sys.stderr)
         return 1
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    if not main_process:
+        return 0
     print(
         f"final: train loss {result.train_loss:.4f}, val loss {result.val_loss:.4f}; "
         f"files in {args.out}"
