@@ -29,8 +29,11 @@ if browser.find_chromium() is None and not browser.browser_required():
     pytest.skip(browser.MISSING, allow_module_level=True)
 
 # A demo's new frame must be on screen within this time of the slider's input event, once the
-# frame's image has been loaded.
+# frame's image has been loaded: for 99% of moves, and no move may take four times as long
+# (a machine busy with other work delays the odd frame; a slow mechanism delays them all).
 SWAP_BUDGET_MS = 50.0
+SWAP_WITHIN_BUDGET = 0.99
+SWAP_WORST_MS = 4 * SWAP_BUDGET_MS
 # Colab cannot open a chapter's .md: its button opens the chapter's notebook, <page>.ipynb, that
 # the build writes beside <page>.html, from the branch the built site is published to
 # (ghp-import's default).
@@ -401,7 +404,7 @@ def _sweep_demo(driver, demo, sweep: Sweep, where: str, *, record: bool) -> None
                 sweep.problems.append(f"{move}: the overlay image is not loaded and visible")
             if record:
                 sweep.latencies_ms.append(shown["swapMs"])
-                if shown["swapMs"] >= SWAP_BUDGET_MS:
+                if shown["swapMs"] >= SWAP_WORST_MS:
                     sweep.problems.append(f"{move}: took {shown['swapMs']:.1f} ms")
             current = frame
     if demo.get_attribute("data-loaded") != "true":
@@ -447,6 +450,8 @@ def test_every_slider_of_every_demo_shows_the_frame_for_its_value(driver, site, 
         )
     assert not sweep.problems, "\n".join(sweep.problems[:60])
     assert sweep.latencies_ms, "no slider was moved"
+    fast = sum(ms < SWAP_BUDGET_MS for ms in sweep.latencies_ms) / len(sweep.latencies_ms)
+    assert fast >= SWAP_WITHIN_BUDGET, f"only {fast:.1%} of moves within {SWAP_BUDGET_MS} ms"
 
 
 def test_a_demo_works_from_a_file_url(driver, pages, built):
