@@ -26,7 +26,7 @@ from llmtrain.pretraining import (
     train_step,
     zero_communication,
 )
-from llmtrain.pretraining.gpt import MLP
+from llmtrain.pretraining.gpt import MLP, CausalSelfAttention, rope_angles
 
 TEXT = synthetic_corpus(30_000, seed=0)
 # The resumed run: stopped by two processes at update 8, continued by one to 12.
@@ -58,6 +58,32 @@ def mlp_config(mlp):
     )
 
 
+# Attention split by heads: without RoPE (learned positions) and with, and both ways the GPT
+# computes attention.
+ATTENTION_CASES = [("learned", "sdpa"), ("rope", "explicit"), ("rope", "sdpa")]
+
+
+def attention_config(position, attention):
+    return GPTConfig(
+        vocab_size=V,
+        block_size=16,
+        n_layer=1,
+        n_head=4,
+        n_embd=16,
+        bias=True,
+        position=position,
+        attention=attention,
+    )
+
+
+def attention_input(position):
+    """The input x of shape (3, 6, 16) and the block's RoPE argument for its 6 positions."""
+    x = torch.randn(3, 6, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    angles = rope_angles(6, 4).double()
+    rope = (angles.cos(), angles.sin()) if position == "rope" else None
+    return x.requires_grad_(True), rope
+
+
 # The worker every process of the torchrun launch runs: what it computes, process 0 saves.
 WORKER = textwrap.dedent(
     """
@@ -71,9 +97,10 @@ WORKER = textwrap.dedent(
 
     sys.path.insert(0, sys.argv[2])
     from test_distributed import RUN, TEXT, TINY, V, global_batch, mlp_config
-    from llmtrain.pretraining import GPT, TensorParallelMLP, TrainConfig
-    from llmtrain.pretraining import configure_optimizer, pretrain, train_step
-    from llmtrain.pretraining.gpt import MLP
+    from test_distributed import ATTENTION_CASES, attention_config, attention_input
+    from llmtrain.pretraining import GPT, GPTConfig, TensorParallelAttention, TensorParallelMLP
+    from llmtrain.pretraining import TrainConfig, configure_optimizer, pretrain, train_step
+    from llmtrain.pretraining.gpt import MLP, CausalSelfAttention
     from llmtrain.pretraining.trainer import main
 
     out = Path(sys.argv[1])
@@ -126,6 +153,30 @@ WORKER = textwrap.dedent(
             "proj_grad": tp.c_proj.weight.grad,
             "proj_bias_grad": tp.c_proj.bias.grad,
         }
+
+    # Megatron's attention, two of the four heads on each process; every process's shards.
+    own = {}
+    for case in ATTENTION_CASES:
+        torch.manual_seed(3)
+        tp = TensorParallelAttention(CausalSelfAttention(attention_config(*case)).double())
+        a, rope = attention_input(case[0])
+        out_tp = tp(a, rope)
+        (out_tp * torch.arange(16.0)).sum().backward()
+        own[case] = {
+            "out": out_tp.detach(),
+            "grad_in": a.grad,
+            "qkv_weight": tp.c_attn.weight.detach(),
+            "qkv_grad": tp.c_attn.weight.grad,
+            "qkv_bias_grad": tp.c_attn.bias.grad,
+            "proj_grad": tp.c_proj.weight.grad,
+            "proj_bias_grad": tp.c_proj.bias.grad,
+        }
+    results["attention"] = [None] * N
+    dist.all_gather_object(results["attention"], own)
+    try:  # 3 heads of width 4: the 12 features would split in two, the heads would not
+        TensorParallelAttention(CausalSelfAttention(GPTConfig(V, 16, n_head=3, n_embd=12)))
+    except ValueError as error:
+        results["attention_indivisible"] = str(error)
 
     # The trainer: a batch the processes cannot share, then a run stopped at update 8.
     try:
@@ -265,6 +316,42 @@ def test_the_tensor_parallel_mlp_equals_the_whole_one(launched, kind):
         got["proj_grad"], mlp.c_proj.weight.grad[:, : hidden // 2], rtol=1e-12, atol=1e-12
     )
     torch.testing.assert_close(got["proj_bias_grad"], mlp.c_proj.bias.grad)
+
+
+@pytest.mark.algorithm("alg-tensor-parallel-attention")
+@pytest.mark.parametrize("position, attention", ATTENTION_CASES)
+def test_the_tensor_parallel_attention_equals_the_whole_one(launched, position, attention):
+    """Both processes' TensorParallelAttention in the worker (Q, K, V column-parallel by
+    heads, the output projection row-parallel): the output, the input's gradient and every
+    shard's gradients."""
+    _, _, results = launched
+    torch.manual_seed(3)
+    attn = CausalSelfAttention(attention_config(position, attention)).double()
+    x, rope = attention_input(position)
+    out = attn(x, rope)
+    (out * torch.arange(16.0)).sum().backward()
+    d, N = 16, len(results["attention"])
+    assert N == 2
+    close = dict(rtol=1e-10, atol=1e-12)
+    for r, shards in enumerate(results["attention"]):
+        got = shards[position, attention]
+        torch.testing.assert_close(got["out"], out.detach(), **close)
+        torch.testing.assert_close(got["grad_in"], x.grad, **close)
+        # Process r holds heads 2r and 2r + 1: features 8r .. 8r + 7 of each of Q, K and V.
+        heads = torch.arange(r * d // N, (r + 1) * d // N)
+        rows = torch.cat([heads, heads + d, heads + 2 * d])
+        torch.testing.assert_close(got["qkv_weight"], attn.c_attn.weight[rows].detach())
+        torch.testing.assert_close(got["qkv_grad"], attn.c_attn.weight.grad[rows], **close)
+        torch.testing.assert_close(got["qkv_bias_grad"], attn.c_attn.bias.grad[rows], **close)
+        torch.testing.assert_close(got["proj_grad"], attn.c_proj.weight.grad[:, heads], **close)
+        torch.testing.assert_close(got["proj_bias_grad"], attn.c_proj.bias.grad, **close)
+
+
+def test_heads_the_processes_cannot_share_are_refused(launched):
+    _, _, results = launched
+    assert results["attention_indivisible"] == (
+        "attn.config.n_head must be divisible by the 2 processes of the group, got n_head=3"
+    )
 
 
 # -- ring all-reduce -------------------------------------------------------------------------------

@@ -5,8 +5,9 @@ this module holds what the chapter "Training on many processes" takes apart:
 
 * :func:`ring_all_reduce`, a simulation of the bandwidth-optimal all-reduce over p lists that
   counts what every process sends;
-* :class:`ColumnParallelLinear`, :class:`RowParallelLinear` and :class:`TensorParallelMLP`,
-  Megatron's tensor parallelism over the processes of a ``torch.distributed`` group;
+* :class:`ColumnParallelLinear`, :class:`RowParallelLinear`, :class:`TensorParallelMLP` and
+  :class:`TensorParallelAttention`, Megatron's tensor parallelism over the processes of a
+  ``torch.distributed`` group;
 * :func:`pipeline_schedule`, the timelines of the GPipe and 1F1B pipeline schedules, and
   :func:`pipeline_bubble`, their idle fraction in closed form;
 * :func:`zero_communication`, what ZeRO's stages send per update.
@@ -24,12 +25,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._checks import check_int, check_real
+from .gpt import causal_self_attention, rope_rotate
 
 __all__ = [
     "ColumnParallelLinear",
     "PipelineSchedule",
     "RingAllReduce",
     "RowParallelLinear",
+    "TensorParallelAttention",
     "TensorParallelMLP",
     "pipeline_bubble",
     "pipeline_schedule",
@@ -223,6 +226,55 @@ class TensorParallelMLP(nn.Module):
         else:
             h = F.gelu(h, approximate="tanh")  # elementwise: no communication needed
         return self.c_proj(h)
+
+
+class TensorParallelAttention(nn.Module):
+    """The causal self-attention of a :class:`~llmtrain.pretraining.GPT` block split over the
+    processes of ``group`` by heads, as in Megatron-LM: process r of N_t keeps heads
+    r H/N_t .. (r + 1) H/N_t − 1. The fused Q, K, V projection is column-parallel (its three
+    stacked blocks split alike, so a process's rows are the queries, keys and values of its
+    heads), each process attends with its heads alone, and the output projection is
+    row-parallel. One all-reduce in the forward pass and one in the backward.
+
+    Implements :prf:ref:`alg-tensor-parallel-attention`.
+
+    Built from ``attn``, a block's ``attn`` module; ``forward(x, rope)`` takes the block's
+    ``rope`` argument (the cosines and sines of the positions of ``x``, or None). There is no
+    :class:`~llmtrain.pretraining.KVCache` here. Dropout, when the configuration has any,
+    draws on each process's own random generator: the residual dropout after the all-reduce
+    agrees across processes only if they are seeded alike, and the attention dropout of
+    different heads should not be (Megatron keeps a second generator for it).
+    """
+
+    def __init__(self, attn: nn.Module, group=None):
+        super().__init__()
+        _, size = _group_rank_size(group)
+        config = attn.config
+        if config.n_head % size:
+            raise ValueError(
+                f"attn.config.n_head must be divisible by the {size} processes of the group, "
+                f"got n_head={config.n_head}"
+            )
+        self.config = config
+        self.n_head = config.n_head // size  # the heads of this process
+        self.c_attn = ColumnParallelLinear.from_linear(attn.c_attn, group, parts=3)
+        self.c_proj = RowParallelLinear.from_linear(attn.c_proj, group)
+        self.resid_dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x, rope=None):
+        B, T, _ = x.shape
+        H, d_h = self.n_head, self.config.head_size
+        q, k, v = self.c_attn(x).split(H * d_h, dim=2)  # this process's heads only
+        q, k, v = (t.view(B, T, H, d_h).transpose(1, 2) for t in (q, k, v))
+        if rope is not None:
+            q, k = rope_rotate(q, *rope), rope_rotate(k, *rope)
+        p = self.config.dropout if self.training else 0.0
+        if self.config.attention == "explicit":
+            y = causal_self_attention(q, k, v, dropout_p=p)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
+        y = y.transpose(1, 2).contiguous().view(B, T, H * d_h)  # its slice of the width
+        return self.resid_dropout(self.c_proj(y))
 
 
 # -- pipeline parallelism ----------------------------------------------------------------------
