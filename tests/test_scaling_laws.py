@@ -275,3 +275,83 @@ def test_demo_shows_each_laws_choice_for_the_budget():
     assert result["Besiroglu"].N == pytest.approx(compute_optimal(BESIROGLU_LAW, 10**23.76).N)
     assert result["Kaplan"].N == pytest.approx(kaplan_allocation(10**23.76).N)
     assert demo.png()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# -- the exercises ---------------------------------------------------------------------------------
+
+# The published constants (A_N, A_D, α_N, α_D), written out again: the tests below redo the
+# exercises' arithmetic from them, without the package.
+PUBLISHED = {"Hoffmann": (406.4, 410.7, 0.34, 0.28), "Besiroglu": (482.01, 2085.43, 0.3478, 0.3658)}
+
+
+def closed_form_N(constants, C):
+    """N_opt = G (C/6)^(α_D/(α_N+α_D)), G = (α_N A_N / (α_D A_D))^(1/(α_N+α_D))."""
+    A, B, a, b = constants
+    return (a * A / (b * B)) ** (1 / (a + b)) * (C / 6) ** (b / (a + b))
+
+
+def test_exercise_budget_of_1e24_flops():
+    from chapters import run_solution
+
+    allocations = run_solution("pretraining/scaling-laws.md", "ex-scaling-budget")["allocations"]
+    for name, constants in PUBLISHED.items():
+        N = closed_form_N(constants, 1e24)
+        assert allocations[name].N == pytest.approx(N, rel=1e-9)
+        assert allocations[name].D == pytest.approx(1e24 / (6 * N), rel=1e-9)
+    # Kaplan's eq. (6.7) at C_min = C / 2, in PF-days of 10^15 · 86400 FLOPs.
+    D_kaplan = 4e10 * (1e24 / 2 / 8.64e19) ** 0.26
+    assert allocations["Kaplan"].D == pytest.approx(D_kaplan, rel=1e-12)
+    assert allocations["Kaplan"].N == pytest.approx(1e24 / (6 * D_kaplan), rel=1e-12)
+    # The numbers the solution's prose states.
+    stated = {"Besiroglu": (96e9, 1.74e12, 18), "Hoffmann": (41e9, 4.0e12, 98),
+              "Kaplan": (438e9, 0.38e12, 0.87)}  # fmt: skip
+    for name, (N, D, ratio) in stated.items():
+        a = allocations[name]
+        assert a.N == pytest.approx(N, rel=0.01)
+        assert a.D == pytest.approx(D, rel=0.01)
+        assert a.tokens_per_parameter == pytest.approx(ratio, rel=0.02)
+
+
+def test_exercise_tokens_per_parameter_is_a_power_of_the_budget():
+    from chapters import run_solution
+
+    solution = run_solution("pretraining/scaling-laws.md", "ex-scaling-ratio")
+    for name, (A, B, a, b) in PUBLISHED.items():
+        exponent = (a - b) / (a + b)
+        assert solution["exponents"][name] == pytest.approx(exponent, rel=1e-12)
+        small, large = solution["ratios"][name]
+        for C, ratio in ((1e20, small), (1e26, large)):
+            assert ratio == pytest.approx(C / 6 / closed_form_N((A, B, a, b), C) ** 2, rel=1e-9)
+        assert large / small == pytest.approx(1e6**exponent, rel=1e-9)
+    # The numbers the solution's prose states.
+    assert solution["exponents"]["Besiroglu"] == pytest.approx(-0.025, abs=5e-4)
+    assert solution["exponents"]["Hoffmann"] == pytest.approx(0.097, abs=5e-4)
+    assert [round(r) for r in solution["ratios"]["Besiroglu"]] == [23, 16]
+    assert [round(r) for r in solution["ratios"]["Hoffmann"]] == [40, 153]
+
+
+def test_exercise_budget_at_which_15t_tokens_are_optimal():
+    from chapters import run_solution
+
+    solution = run_solution("pretraining/scaling-laws.md", "ex-scaling-llama-tokens")
+    for name, (A, B, a, b) in PUBLISHED.items():
+        # D_opt = (C/6)^(α_N/(α_N+α_D)) / G, solved for C.
+        G = (a * A / (b * B)) ** (1 / (a + b))
+        C = 6 * (G * 15e12) ** ((a + b) / a)
+        optimum = solution["optimum"][name]
+        assert optimum.C == pytest.approx(C, rel=1e-9)
+        assert optimum.D == pytest.approx(15e12, rel=1e-9)
+        assert optimum.N == pytest.approx(C / (6 * 15e12), rel=1e-9)
+    # The numbers the solution's prose states.
+    besiroglu, hoffmann = solution["optimum"]["Besiroglu"], solution["optimum"]["Hoffmann"]
+    assert besiroglu.C == pytest.approx(8.3e25, rel=0.01)
+    assert round(besiroglu.C / (6 * 8e9 * 15e12)) == 116
+    assert besiroglu.N == pytest.approx(925e9, rel=0.001)
+    assert solution["llama405"].flops < besiroglu.C / 2
+    assert solution["llama405"].parameters < besiroglu.N / 2
+    assert solution["llama405"].tokens / solution["llama405"].parameters == pytest.approx(
+        38.5, abs=0.05
+    )
+    assert round(solution["optimal_ratio_405"]) == 17  # Besiroglu's D/N at 3.8e25 FLOPs
+    assert hoffmann.C == pytest.approx(1.1e25, rel=0.01)
+    assert hoffmann.N == pytest.approx(122e9, rel=0.005)
