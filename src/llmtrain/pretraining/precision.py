@@ -184,6 +184,8 @@ class DynamicLossScaler:
     growth_interval : int
         n_grow, the number of consecutive finite steps before S grows.
 
+    Examples
+    --------
     A training step with it, for parameters θ and a loss L::
 
         (scaler.scale * loss).backward()
