@@ -120,6 +120,10 @@ class FramePool:
 def _config_inited(app, config) -> None:
     # The notebooks' kernels inherit this, so Demo.show draws for the static page.
     os.environ[ENV_FLAG] = "1"
+    # The frame workers keep every core busy while pages execute; PyTorch's OpenMP threads in
+    # a kernel would then spin-wait for each other and train up to ten times slower. Passive
+    # waiting costs a few percent when the cores are free.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     config.html_static_path.append(str(ASSETS))
     app.llmtrain_frames = FramePool(Path(app.outdir).parent / ".demo_frames")
 
