@@ -8,8 +8,9 @@ slider move is measured in Chromium by ``tests/test_browser.py``, which prints t
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from llmtrain.demos.static import read_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_BUDGET_MB, SITE_BUDGET_MB = 3.0, 100.0
@@ -31,8 +32,7 @@ def main(html: Path = ROOT / "_build" / "html") -> None:
     print(f"{'page':40s} {'demo key':22s} {'frames':>6s} {'MB':>6s}")
     sizes = []
     for folder in sorted(demos.iterdir()):
-        text = (folder / "manifest.js").read_text(encoding="utf-8")
-        manifest = json.loads(text.split("] = ", 1)[1].rstrip().rstrip(";"))
+        manifest = read_manifest(folder)
         size = _megabytes(folder.iterdir())
         sizes.append(size)
         flag = "" if size <= DEMO_BUDGET_MB else f"  (over {DEMO_BUDGET_MB} MB)"

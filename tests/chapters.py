@@ -1,4 +1,5 @@
-"""Run code from the chapters in tests: the code cells of an exercise's solution."""
+"""Read the chapters in tests: the pages of the table of contents, the demos a chapter shows,
+and the code cells of an exercise's solution (to run them)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,10 @@ import re
 
 import contract
 import jupytext
+import yaml
 
+# A cell that shows a demo: ``name_demo(...).show()``, or ``demo.show()`` after building it.
+DEMO_CALL = re.compile(r"_demo\([^)]*\)\.show\(\)|\bdemo\.show\(\)")
 _START = re.compile(r"```\{solution-start\}\s+(?P<label>\S+)")
 _END = re.compile(r"```\{solution-end\}")
 
@@ -39,3 +43,19 @@ def run_solution(chapter: str, exercise: str) -> dict:
     namespace: dict = {}
     exec(compile(solution_code(chapter, exercise), f"{chapter}:{exercise}", "exec"), namespace)
     return namespace
+
+
+def toc_files() -> list[str]:
+    """The pages of the table of contents (``_toc.yml``), in order, without their suffix."""
+    toc = yaml.safe_load((contract.ROOT / "_toc.yml").read_text())
+    files = [toc["root"]]
+
+    def walk(entries):
+        for entry in entries:
+            if "file" in entry:
+                files.append(entry["file"])
+            walk(entry.get("sections", []))
+            walk(entry.get("chapters", []))
+
+    walk(toc["parts"])
+    return files

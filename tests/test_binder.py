@@ -19,8 +19,9 @@ import contract
 import jupytext
 import psutil
 import pytest
-import yaml
 from nbclient import NotebookClient
+
+from chapters import toc_files
 
 ROOT = contract.ROOT
 BINDER = ROOT / "binder"
@@ -63,18 +64,7 @@ def pypi_requirements(binder_lines):
 
 
 def toc_chapters():
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    files = [toc["root"]]
-
-    def walk(entries):
-        for entry in entries:
-            if "file" in entry:
-                files.append(entry["file"])
-            walk(entry.get("sections", []))
-            walk(entry.get("chapters", []))
-
-    walk(toc["parts"])
-    return [ROOT / f"{file}.md" for file in files]
+    return [ROOT / f"{file}.md" for file in toc_files()]
 
 
 def test_binder_pins_match_the_constraints():

@@ -5,26 +5,12 @@ import re
 
 import contract
 import pytest
-import yaml
+
+from chapters import DEMO_CALL, toc_files
 
 ROOT = contract.ROOT
 
 pytestmark = pytest.mark.book
-
-
-def toc_files():
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    files = [toc["root"]]
-
-    def walk(entries):
-        for entry in entries:
-            if "file" in entry:
-                files.append(entry["file"])
-            walk(entry.get("sections", []))
-            walk(entry.get("chapters", []))
-
-    walk(toc["parts"])
-    return files
 
 
 def test_build_has_no_warnings_and_no_cell_errors(built):
@@ -59,7 +45,7 @@ def test_every_demo_has_static_sliders_over_a_real_figure(built):
     chapters = sorted((ROOT / "chapters").rglob("*.md"))
     shown = 0
     for chapter in chapters:
-        demos = len(re.findall(r"_demo\([^)]*\)\.show\(\)|demo\.show\(\)", chapter.read_text()))
+        demos = len(DEMO_CALL.findall(chapter.read_text()))
         if not demos:
             continue
         page = (built.html / chapter.relative_to(ROOT).with_suffix(".html")).read_text()

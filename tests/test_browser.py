@@ -21,7 +21,8 @@ import browser
 import contract
 import pytest
 import yaml
-from test_book import toc_files
+
+from chapters import DEMO_CALL, toc_files
 
 ROOT = contract.ROOT
 pytestmark = pytest.mark.book
@@ -38,7 +39,6 @@ SWAP_WORST_MS = 4 * SWAP_BUDGET_MS
 # the build writes beside <page>.html, from the branch the built site is published to
 # (ghp-import's default).
 PUBLISHED_BRANCH = "gh-pages"
-DEMO_CALL = re.compile(r"_demo\([^)]*\)\.show\(\)|\bdemo\.show\(\)")
 PROOF_NUMBER = re.compile(r"^Algorithm (\d+(?:\.\d+)*)$")
 RAW_MATH = re.compile(r"\\\(|\\\)|\\\[|\\\]|\$\$")
 

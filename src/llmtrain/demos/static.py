@@ -48,6 +48,7 @@ __all__ = [
     "StaticSpec",
     "code_fingerprint",
     "code_modules",
+    "read_manifest",
     "reconstruct",
     "render_static_frames",
     "static_grid",
@@ -619,13 +620,18 @@ def render_static_frames(
     }
 
 
-def reconstruct(folder: str | os.PathLike, key: str, name: str) -> np.ndarray:
+def read_manifest(folder: str | os.PathLike) -> dict:
+    """The manifest of a demo's folder: its frame size and, for each frame, its base, its
+    overlay and the overlay's box (the JSON inside ``manifest.js``)."""
+    text = (Path(folder) / "manifest.js").read_text(encoding="utf-8")
+    return json.loads(text.split("] = ", 1)[1].rstrip().rstrip(";"))
+
+
+def reconstruct(folder: str | os.PathLike, name: str) -> np.ndarray:
     """The RGBA image a browser shows for frame ``name``: its base with its overlay pasted at
     its box. Used by the tests to check the files against the figures."""
     folder = Path(folder)
-    text = (folder / "manifest.js").read_text(encoding="utf-8")
-    manifest = json.loads(text.split("] = ", 1)[1].rstrip().rstrip(";"))
-    entry = manifest["frames"][name]
+    entry = read_manifest(folder)["frames"][name]
     image = PIL.Image.open(folder / entry["base"]).convert("RGBA")
     if "src" in entry:
         x, y, _, _ = entry["box"]

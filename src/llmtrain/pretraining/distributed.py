@@ -149,7 +149,18 @@ def _shard_rows(weight: torch.Tensor, rank: int, size: int, parts: int) -> torch
     return torch.cat([b[rank * n : (rank + 1) * n] for b in blocks]).clone()
 
 
-class ColumnParallelLinear(nn.Module):
+class _ShardedLinear(nn.Module):
+    """A process's shard of a linear layer: its slice of the weight and bias, and the group
+    the layer is split over."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, group=None):
+        super().__init__()
+        self.group = group
+        self.weight = nn.Parameter(weight)
+        self.bias = None if bias is None else nn.Parameter(bias)
+
+
+class ColumnParallelLinear(_ShardedLinear):
     """y = x Wᵀ + b with W split by output features (rows of W, columns of Wᵀ) over the
     processes of ``group``: process r computes its slice y_r of the output, from the whole x.
 
@@ -157,12 +168,6 @@ class ColumnParallelLinear(nn.Module):
     layer with ``from_linear``; ``parts`` > 1 splits each of ``parts`` stacked blocks of
     outputs separately (2 for SwiGLU's gate and value, 3 for Q, K, V).
     """
-
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, group=None):
-        super().__init__()
-        self.group = group
-        self.weight = nn.Parameter(weight)
-        self.bias = None if bias is None else nn.Parameter(bias)
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, group=None, parts: int = 1):
@@ -177,19 +182,13 @@ class ColumnParallelLinear(nn.Module):
         return F.linear(_CopyToShards.apply(x, self.group), self.weight, self.bias)
 
 
-class RowParallelLinear(nn.Module):
+class RowParallelLinear(_ShardedLinear):
     """y = Σ_r x_r W_rᵀ + b with W split by input features (its columns) over the processes
     of ``group``: process r holds x_r, the matching slice of the input, and the partial
     products are summed by an all-reduce.
 
     Implements :prf:ref:`alg-tensor-parallel-mlp` (step 2).
     """
-
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, group=None):
-        super().__init__()
-        self.group = group
-        self.weight = nn.Parameter(weight)
-        self.bias = None if bias is None else nn.Parameter(bias)
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, group=None):
