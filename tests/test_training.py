@@ -418,3 +418,21 @@ def test_exercise_solutions():
     assert run_solution(chapter, "ex-training-schedule")["lr_300k"] == pytest.approx(
         expected, rel=1e-12
     )
+
+
+def test_code_fingerprint_ignores_comments_and_docstrings_only(tmp_path):
+    from llmtrain.pretraining.cached_models import code_fingerprint
+
+    def fingerprint(source):
+        path = tmp_path / "m.py"
+        path.write_text(source)
+        return code_fingerprint(path)
+
+    base = fingerprint('"""Module."""\n\ndef f(x):\n    """Twice."""\n    return 2 * x\n')
+    explained = fingerprint(
+        '"""Another text."""\n\n\ndef f(x):  # why\n    """Two times x."""\n    return 2 * x\n'
+    )
+    assert base == explained
+    assert fingerprint("def f(x):\n    return 2 * x\n") == base  # no docstrings at all
+    assert fingerprint("def f(x):\n    return 3 * x\n") != base
+    assert fingerprint('def f(x):\n    y = "a string"\n    return 2 * x\n') != base

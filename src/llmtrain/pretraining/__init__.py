@@ -47,7 +47,16 @@ from .distributed import (
     ring_all_reduce,
     zero_communication,
 )
-from .gpt import GPT, GPTConfig, KVCache, RMSNorm, causal_self_attention, rope_rotate
+from .gpt import (
+    GPT,
+    GPTConfig,
+    KVCache,
+    RMSNorm,
+    causal_self_attention,
+    document_mask,
+    document_positions,
+    rope_rotate,
+)
 from .lsh import lsh_candidate_pairs, lsh_probability, lsh_threshold
 from .memory import (
     MODEL_PRESETS,
@@ -104,12 +113,15 @@ from .scaling_laws import (
 )
 from .tokenizer import Tokenizer, load_tokenizer
 from .trainer import (
+    LoopConfig,
+    TokenWindows,
     TrainConfig,
     TrainingDiverged,
     TrainResult,
     configure_optimizer,
     pretrain,
     read_text_file,
+    train_loop,
     train_step,
 )
 from .unigram import unigram_segment
@@ -153,6 +165,7 @@ __all__ = [
     "KVCache",
     "KaplanLaw",
     "LadderRun",
+    "LoopConfig",
     "MemoryBreakdown",
     "MixtureSource",
     "ModelShape",
@@ -168,6 +181,7 @@ __all__ = [
     "TensorParallelAttention",
     "TensorParallelMLP",
     "Throughput",
+    "TokenWindows",
     "Tokenizer",
     "TrainConfig",
     "TrainResult",
@@ -183,6 +197,8 @@ __all__ = [
     "compute_optimal",
     "configure_optimizer",
     "demo_model",
+    "document_mask",
+    "document_positions",
     "estimated_jaccard",
     "exact_dedup",
     "fit_scaling_law",
@@ -224,6 +240,7 @@ __all__ = [
     "time_to_train",
     "top_k_filter",
     "top_p_filter",
+    "train_loop",
     "train_step",
     "training_memory",
     "unigram_segment",

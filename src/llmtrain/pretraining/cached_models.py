@@ -3,8 +3,9 @@
 Later chapters need a trained GPT to sample from, inspect or fine-tune, and training one again
 on every build of the book would cost minutes. :func:`cached_pretrain` trains with
 :func:`~llmtrain.pretraining.pretrain` and stores the result under a key that hashes
-everything the weights depend on: the config, the training text, the source code of the
-modules that build and train the model, and the versions of PyTorch and NumPy. The same key
+everything the weights depend on: the config, the training text, the code of the modules
+that build and train the model (without comments and docstrings) and the versions of PyTorch
+and NumPy. The same key
 means the same weights (training is deterministic), so loading is as good as training again;
 any change to the code or the data gives a new key, and the model is trained afresh.
 
@@ -14,6 +15,7 @@ The cache lives in ``$LLMTRAIN_CACHE`` if set, else ``$XDG_CACHE_HOME/llmtrain``
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
@@ -69,6 +71,24 @@ def cache_dir() -> Path:
     return Path(base) / "llmtrain"
 
 
+def code_fingerprint(path: Path) -> bytes:
+    """The code of a Python file without its comments and docstrings (its syntax tree): a
+    change to the text that explains the code leaves a cached model's key alone, a change
+    to the code itself does not."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (
+            isinstance(body, list)
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree).encode()
+
+
 def _key(text: str, config: TrainConfig, tokenizer: Tokenizer | None) -> str:
     h = hashlib.sha256()
     h.update(json.dumps(config.to_dict(), sort_keys=True).encode())
@@ -77,7 +97,7 @@ def _key(text: str, config: TrainConfig, tokenizer: Tokenizer | None) -> str:
         h.update(json.dumps(tokenizer._state(), sort_keys=True).encode())
     for path in _sources(config):
         if path.is_file():
-            h.update(path.name.encode() + path.read_bytes())
+            h.update(path.name.encode() + code_fingerprint(path))
     h.update(f"torch {torch.__version__} numpy {np.__version__}".encode())
     return h.hexdigest()[:24]
 

@@ -23,7 +23,16 @@ from torch.utils.checkpoint import checkpoint
 from .._checks import check_int, check_real
 from .sampling import _check_sampling, sample_next_token
 
-__all__ = ["GPT", "GPTConfig", "KVCache", "RMSNorm", "causal_self_attention", "rope_rotate"]
+__all__ = [
+    "GPT",
+    "GPTConfig",
+    "KVCache",
+    "RMSNorm",
+    "causal_self_attention",
+    "document_mask",
+    "document_positions",
+    "rope_rotate",
+]
 
 _CHOICES = {
     "position": ("learned", "rope"),
@@ -156,8 +165,9 @@ def rope_angles(block_size: int, head_size: int, base: float = 10000.0) -> torch
 
 def rope_rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate each pair (x_{2i}, x_{2i+1}) of the last dimension by the angle m θ_i of its
-    position m, as in the RoFormer paper; ``cos`` and ``sin`` have shape (T, d_h / 2) and
-    hold the cosines and sines of the angles of the T positions of ``x`` (shape (..., T, d_h)).
+    position m, as in the RoFormer paper; ``cos`` and ``sin`` have shape (T, d_h / 2) (or
+    one such matrix per row, broadcasting against ``x``) and hold the cosines and sines of the
+    angles of the T positions of ``x`` (shape (..., T, d_h)).
 
     Implements :prf:ref:`alg-rope`.
     """
@@ -190,7 +200,13 @@ class KVCache:
 
 
 def causal_self_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, start: int = 0, dropout_p: float = 0.0
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    start: int = 0,
+    dropout_p: float = 0.0,
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """softmax(Q Kᵀ / √d_h + M) V, written out, with the causal mask M (0 where a query may
     see a key, -inf elsewhere).
@@ -200,11 +216,14 @@ def causal_self_attention(
     ``q`` has shape (..., T, d_h), ``k`` and ``v`` (..., S, d_h) with S = start + T: the T
     queries are the last T of S positions (``start`` > 0 when earlier keys come from a
     :class:`KVCache`), and query i, at position start + i, sees keys 0 .. start + i.
-    ``dropout_p`` drops attention weights (training only).
+    ``dropout_p`` drops attention weights (training only). ``mask``, if given, replaces the
+    causal mask: a boolean tensor that broadcasts to (..., T, S), True where a query may see
+    a key (a document mask, :func:`document_mask`).
     """
     T, S = q.shape[-2], k.shape[-2]
     scores = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])
-    scores = scores.masked_fill(~_causal(T, S, start, q.device), float("-inf"))
+    allowed = _causal(T, S, start, q.device) if mask is None else mask
+    scores = scores.masked_fill(~allowed, float("-inf"))
     weights = F.softmax(scores, dim=-1)
     if dropout_p > 0.0:
         weights = F.dropout(weights, dropout_p)
@@ -215,6 +234,27 @@ def _causal(T: int, S: int, start: int, device) -> torch.Tensor:
     """True where query i (position start + i) may attend to key j."""
     i = torch.arange(T, device=device)[:, None] + start
     return torch.arange(S, device=device)[None, :] <= i
+
+
+def document_positions(documents: torch.Tensor) -> torch.Tensor:
+    """The position of each token within its own document, for rows of several documents
+    packed one after the other: ``documents`` (B, T) holds each token's document id, equal
+    ids forming contiguous runs; a run's first token has position 0."""
+    T = documents.shape[-1]
+    index = torch.arange(T, device=documents.device).expand_as(documents)
+    starts = torch.ones_like(documents, dtype=torch.bool)
+    starts[..., 1:] = documents[..., 1:] != documents[..., :-1]
+    # The start of the run each token is in: the last index <= its own that starts a run.
+    first = torch.where(starts, index, torch.zeros_like(index)).cummax(dim=-1).values
+    return index - first
+
+
+def document_mask(documents: torch.Tensor) -> torch.Tensor:
+    """The attention mask of packed rows, shape (B, 1, T, T): query i may see key j if j <= i
+    and both belong to the same document, so no document sees another."""
+    T = documents.shape[-1]
+    same = documents[:, :, None] == documents[:, None, :]
+    return (same & _causal(T, T, 0, documents.device))[:, None]
 
 
 class CausalSelfAttention(nn.Module):
@@ -229,7 +269,7 @@ class CausalSelfAttention(nn.Module):
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x, rope=None, cache: KVCache | None = None, layer: int = 0):
+    def forward(self, x, rope=None, cache: KVCache | None = None, layer: int = 0, mask=None):
         B, T, d = x.shape
         H, d_h = self.config.n_head, self.config.head_size
         q, k, v = self.c_attn(x).split(d, dim=2)
@@ -244,7 +284,9 @@ class CausalSelfAttention(nn.Module):
         # Query i sits at position start + i and may see keys 0 .. start + i.
         p = self.config.dropout if self.training else 0.0
         if self.config.attention == "explicit":
-            y = causal_self_attention(q, k, v, start=start, dropout_p=p)
+            y = causal_self_attention(q, k, v, start=start, dropout_p=p, mask=mask)
+        elif mask is not None:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
         else:
             y = self._sdpa(q, k, v, start, p)
         y = y.transpose(1, 2).contiguous().view(B, T, d)
@@ -296,8 +338,8 @@ class Block(nn.Module):
         self.ln_2 = _norm(config)
         self.mlp = MLP(config)
 
-    def forward(self, x, rope=None, cache=None, layer=0):
-        x = x + self.attn(self.ln_1(x), rope, cache, layer)
+    def forward(self, x, rope=None, cache=None, layer=0, mask=None):
+        x = x + self.attn(self.ln_1(x), rope, cache, layer, mask)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -312,6 +354,10 @@ class GPT(nn.Module):
     ``targets`` (same shape, -100 for positions to ignore) is given, else None.
     ``model(idx, cache=cache)`` reads ``idx`` as the continuation of the tokens whose keys and
     values ``cache`` holds, and appends its own.
+    ``model(idx, targets, documents)`` reads rows that pack several documents (``documents``,
+    shape (B, T), holds each token's document id, each document a contiguous run): a token
+    sees only the earlier tokens of its own document, and positions restart at 0 in each
+    document, so every document is read exactly as if it were a sequence of its own.
     """
 
     def __init__(self, config: GPTConfig):
@@ -357,7 +403,7 @@ class GPT(nn.Module):
                 n -= self.transformer.wpe.weight.numel()
         return n
 
-    def forward(self, idx, targets=None, *, cache: KVCache | None = None):
+    def forward(self, idx, targets=None, documents=None, *, cache: KVCache | None = None):
         T = idx.shape[1]
         start = cache.length if cache is not None else 0
         if start + T > self.config.block_size:
@@ -365,21 +411,33 @@ class GPT(nn.Module):
                 f"sequence length must be at most block_size={self.config.block_size}, "
                 f"got {start + T}"
             )
+        mask = None
+        positions = torch.arange(start, start + T, device=idx.device)
+        if documents is not None:
+            if documents.shape != idx.shape or cache is not None:
+                raise ValueError(
+                    f"documents must have the shape of idx, {tuple(idx.shape)}, and cannot be "
+                    f"used with a cache; got {tuple(documents.shape)}"
+                )
+            mask = document_mask(documents)
+            positions = document_positions(documents)
         x = self.transformer.wte(idx)
         rope = None
         if self.config.position == "learned":
-            x = x + self.transformer.wpe(torch.arange(start, start + T, device=idx.device))
+            x = x + self.transformer.wpe(positions)
         else:
-            rope = (self.rope_cos[start : start + T], self.rope_sin[start : start + T])
+            rope = (self.rope_cos[positions], self.rope_sin[positions])
+            if documents is not None:  # one set of angles per row: (B, 1, T, d_h/2)
+                rope = (rope[0][:, None], rope[1][:, None])
         x = self.transformer.drop(x)
         # Checkpointing only pays when a backward pass follows (training, no KV cache).
         recompute = self.config.checkpoint_activations and self.training and cache is None
         recompute = recompute and torch.is_grad_enabled()
         for layer, block in enumerate(self.transformer.h):
             if recompute:  # saves x alone; the backward pass reruns the block (and its dropout)
-                x = checkpoint(block, x, rope, None, layer, use_reentrant=False)
+                x = checkpoint(block, x, rope, None, layer, mask, use_reentrant=False)
             else:
-                x = block(x, rope, cache, layer)
+                x = block(x, rope, cache, layer, mask)
         if cache is not None:
             cache.length += T
         logits = self.lm_head(self.transformer.ln_f(x))
@@ -400,6 +458,8 @@ class GPT(nn.Module):
         temperature: float = 1.0,
         top_k: int | None = None,
         top_p: float | None = None,
+        min_p: float | None = None,
+        repetition_penalty: float | None = None,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """Append ``max_new_tokens`` sampled tokens to each prompt in ``idx`` (shape (B, T)).
@@ -409,7 +469,8 @@ class GPT(nn.Module):
         The prompt is read in one pass that fills a :class:`KVCache`; after that each step
         feeds only the newest token. Each token is drawn by
         :func:`~llmtrain.pretraining.sample_next_token` with ``temperature`` (0 is greedy),
-        ``top_k``, ``top_p`` and ``generator``. Once the sequence is longer than
+        ``top_k``, ``top_p``, ``min_p``, ``repetition_penalty`` (on every token of the
+        sequence so far, the prompt included) and ``generator``. Once the sequence is longer than
         ``block_size``, the model can only read its last ``block_size`` tokens, and their
         positions shift by one at every step, so the cached keys (which carry their
         positions) go stale: from then on each step recomputes the last ``block_size``
@@ -435,7 +496,7 @@ class GPT(nn.Module):
                 f"crop it to the last {T_ctx} tokens"
             )
         max_new_tokens = check_int("max_new_tokens", max_new_tokens, 0)
-        _check_sampling(temperature, top_k, top_p)
+        _check_sampling(temperature, top_k, top_p, min_p, repetition_penalty)
         was_training = self.training
         self.eval()
         try:
@@ -445,7 +506,14 @@ class GPT(nn.Module):
             for step in range(max_new_tokens):
                 z = logits[:, -1, :]
                 token = sample_next_token(
-                    z, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator
+                    z,
+                    temperature=temperature,
+                    top_k=top_k,
+                    top_p=top_p,
+                    min_p=min_p,
+                    repetition_penalty=repetition_penalty,
+                    context=idx,
+                    generator=generator,
                 )
                 idx = torch.cat((idx, token[:, None]), dim=1)
                 if step == max_new_tokens - 1:
@@ -459,8 +527,8 @@ class GPT(nn.Module):
         return idx
 
     def parameter_groups(self, weight_decay: float) -> list[dict]:
-        """Two optimizer groups: weight decay on the weight matrices of linear layers, none
-        on embeddings, norms and biases.
+        """Two optimizer groups of the trainable parameters (frozen ones are left out): weight
+        decay on the weight matrices of linear layers, none on embeddings, norms and biases.
 
         Decay pulls a matrix towards zero, which limits the size of the function it computes;
         it has no such meaning for a gain, a bias or a lookup table, whose rows are updated
@@ -470,6 +538,8 @@ class GPT(nn.Module):
         embeddings = {id(m.weight) for m in self.modules() if isinstance(m, nn.Embedding)}
         decay, no_decay = [], []
         for p in self.parameters():  # a tied matrix appears once
+            if not p.requires_grad:  # frozen (fine-tuning an adapter): no optimizer state
+                continue
             is_matrix = p.dim() >= 2 and id(p) not in embeddings
             (decay if is_matrix else no_decay).append(p)
         return [

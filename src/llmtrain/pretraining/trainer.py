@@ -65,12 +65,15 @@ from .gpt import GPT, GPTConfig
 from .tokenizer import Tokenizer, load_tokenizer
 
 __all__ = [
+    "LoopConfig",
+    "TokenWindows",
     "TrainConfig",
     "TrainResult",
     "TrainingDiverged",
     "configure_optimizer",
     "pretrain",
     "read_text_file",
+    "train_loop",
     "train_step",
 ]
 
@@ -86,25 +89,19 @@ _COSMETIC = ("sample_every", "sample_tokens")
 
 
 @dataclass
-class TrainConfig:
-    """Every hyperparameter of a pretraining run; the defaults are the book's recipe.
-
-    The command line has one option per field (``n_layer`` is ``--n-layer``).
+class LoopConfig:
+    """The hyperparameters of the training loop itself, shared by pretraining
+    (:class:`TrainConfig`) and fine-tuning (:class:`~llmtrain.posttraining.FinetuneConfig`).
 
     Parameters
     ----------
-    tokenizer : {"char", "bpe"}
-        A character-level tokenizer, or byte-level BPE with ``vocab_size`` tokens, trained
-        on the whole text (both splits, as nanoGPT does for its character vocabulary).
-    vocab_size : int
-        V for BPE, at least 256 (the byte tokens); ignored for characters.
-    n_layer, n_head, n_embd, block_size, dropout, bias, position, norm, mlp :
-        The model's shape, as in :class:`~llmtrain.pretraining.GPTConfig`.
     batch_size : int
         B/K, the sequences in one micro-batch.
     grad_accum : int
         K, the micro-batches accumulated into one update: an update sees
         B = K · ``batch_size`` sequences of ``block_size`` tokens.
+    block_size : int
+        The length of every sequence of a batch, in tokens.
     max_iters : int
         The number of updates.
     lr_decay_iters : int, optional
@@ -126,8 +123,6 @@ class TrainConfig:
         Evaluate (and checkpoint) every this many updates, and after the last one.
     eval_iters : int
         Batches per split in each evaluation (the same batches every time).
-    val_fraction : float
-        The last fraction of the tokens held out for validation, in (0, 1).
     dtype : {"float32", "bfloat16"}
         ``bfloat16`` runs the forward pass under CPU autocast; weights, gradients and the
         optimizer stay in float32.
@@ -140,19 +135,9 @@ class TrainConfig:
         The length of each sample, in tokens.
     """
 
-    tokenizer: str = "char"
-    vocab_size: int = 512
-    n_layer: int = 4
-    n_head: int = 4
-    n_embd: int = 128
-    block_size: int = 128
-    dropout: float = 0.0
-    bias: bool = False
-    position: str = "learned"
-    norm: str = "layernorm"
-    mlp: str = "gelu"
     batch_size: int = 16
     grad_accum: int = 1
+    block_size: int = 128
     max_iters: int = 1000
     lr_decay_iters: int | None = None
     lr: float = 1e-3
@@ -165,20 +150,15 @@ class TrainConfig:
     grad_clip: float = 1.0
     eval_interval: int = 100
     eval_iters: int = 20
-    val_fraction: float = 0.1
     dtype: str = "float32"
     seed: int = 0
     sample_every: int = 0
     sample_tokens: int = 200
 
     def __post_init__(self):
-        if self.tokenizer not in ("char", "bpe"):
-            raise ValueError(f"tokenizer must be 'char' or 'bpe', got {self.tokenizer!r}")
-        if self.tokenizer == "bpe":
-            check_int("vocab_size", self.vocab_size, 256)
         if self.dtype not in ("float32", "bfloat16"):
             raise ValueError(f"dtype must be 'float32' or 'bfloat16', got {self.dtype!r}")
-        self.model_config(vocab_size=1)  # GPTConfig's own checks name the bad argument
+        check_int("block_size", self.block_size, 1)
         check_int("batch_size", self.batch_size, 1)
         check_int("grad_accum", self.grad_accum, 1)
         check_int("max_iters", self.max_iters, 1)
@@ -199,7 +179,6 @@ class TrainConfig:
         check_real("grad_clip", self.grad_clip, 0.0)
         check_int("eval_interval", self.eval_interval, 1)
         check_int("eval_iters", self.eval_iters, 1)
-        check_real("val_fraction", self.val_fraction, 0.0, 1.0, low_open=True, high_open=True)
         check_int("seed", self.seed, 0)
         check_int("sample_every", self.sample_every, 0)
         check_int("sample_tokens", self.sample_tokens, 1)
@@ -219,6 +198,59 @@ class TrainConfig:
         """Tokens in one update: B n_ctx = ``batch_size`` · K · ``block_size``."""
         return self.batch_size * self.grad_accum * self.block_size
 
+    def schedule(self, t):
+        """α_t, the learning rate of update t = 1, 2, ...: Part I's warmup_cosine."""
+        return warmup_cosine(
+            t, lr=self.lr, total=self.decay_iters, warmup=self.warmup_iters, min_lr=self.floor_lr
+        )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TrainConfig(LoopConfig):
+    """Every hyperparameter of a pretraining run; the defaults are the book's recipe.
+
+    The loop's hyperparameters are those of :class:`LoopConfig`; the others choose the
+    tokenizer, the model and the split. The command line has one option per field
+    (``n_layer`` is ``--n-layer``).
+
+    Parameters
+    ----------
+    tokenizer : {"char", "bpe"}
+        A character-level tokenizer, or byte-level BPE with ``vocab_size`` tokens, trained
+        on the whole text (both splits, as nanoGPT does for its character vocabulary).
+    vocab_size : int
+        V for BPE, at least 256 (the byte tokens); ignored for characters.
+    n_layer, n_head, n_embd, dropout, bias, position, norm, mlp :
+        The model's shape, as in :class:`~llmtrain.pretraining.GPTConfig`; its context is
+        ``block_size``.
+    val_fraction : float
+        The last fraction of the tokens held out for validation, in (0, 1).
+    """
+
+    tokenizer: str = "char"
+    vocab_size: int = 512
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    dropout: float = 0.0
+    bias: bool = False
+    position: str = "learned"
+    norm: str = "layernorm"
+    mlp: str = "gelu"
+    val_fraction: float = 0.1
+
+    def __post_init__(self):
+        if self.tokenizer not in ("char", "bpe"):
+            raise ValueError(f"tokenizer must be 'char' or 'bpe', got {self.tokenizer!r}")
+        if self.tokenizer == "bpe":
+            check_int("vocab_size", self.vocab_size, 256)
+        self.model_config(vocab_size=1)  # GPTConfig's own checks name the bad argument
+        super().__post_init__()
+        check_real("val_fraction", self.val_fraction, 0.0, 1.0, low_open=True, high_open=True)
+
     def model_config(self, vocab_size: int) -> GPTConfig:
         """The :class:`GPTConfig` of the model this run trains, for a vocabulary of V ids."""
         return GPTConfig(
@@ -234,19 +266,10 @@ class TrainConfig:
             mlp=self.mlp,
         )
 
-    def schedule(self, t):
-        """α_t, the learning rate of update t = 1, 2, ...: Part I's warmup_cosine."""
-        return warmup_cosine(
-            t, lr=self.lr, total=self.decay_iters, warmup=self.warmup_iters, min_lr=self.floor_lr
-        )
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
 
 @dataclass
 class TrainResult:
-    """What :func:`pretrain` returns.
+    """What :func:`pretrain` and :func:`train_loop` return.
 
     Attributes
     ----------
@@ -254,7 +277,8 @@ class TrainResult:
         The trained model, in eval mode.
     tokenizer : Tokenizer or None
         The tokenizer of the text (None when ``pretrain`` was given token ids and no tokenizer).
-    config : TrainConfig
+    config : LoopConfig
+        The run's :class:`TrainConfig` (or fine-tuning config).
     log : list of dict
         One record per evaluation: ``iter``, ``train_loss``, ``val_loss``, ``lr``,
         ``elapsed_s``, ``tokens_per_s`` (and ``sample`` when one was drawn then).
@@ -266,7 +290,7 @@ class TrainResult:
 
     model: GPT
     tokenizer: Tokenizer | None
-    config: TrainConfig
+    config: LoopConfig
     log: list[dict]
     losses: list[float] = field(default_factory=list)
     samples: list[tuple[int, str]] = field(default_factory=list)
@@ -350,11 +374,30 @@ def _split(ids: torch.Tensor, config: TrainConfig):
     return train, val
 
 
-def _batch(ids: torch.Tensor, n: int, n_ctx: int, generator: torch.Generator):
-    """n windows of n_ctx + 1 tokens at uniformly random offsets: inputs and targets."""
-    starts = torch.randint(len(ids) - n_ctx, (n,), generator=generator)
-    windows = ids[starts[:, None] + torch.arange(n_ctx + 1)]
-    return windows[:, :-1], windows[:, 1:]
+class TokenWindows:
+    """Pretraining's batches: windows of ``block_size`` + 1 tokens at uniformly random
+    offsets of a token sequence, cut into inputs and targets (the targets shifted by one).
+
+    :func:`train_loop` draws its batches from any object with the same three methods, so that
+    fine-tuning (:class:`~llmtrain.posttraining.PackedExamples`) reuses this trainer.
+    """
+
+    def __init__(self, ids: torch.Tensor, block_size: int):
+        self.ids, self.block_size = ids, block_size
+
+    def batch(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+        """A micro-batch of n sequences, the arguments of ``model(*batch)``."""
+        starts = torch.randint(len(self.ids) - self.block_size, (n,), generator=generator)
+        windows = self.ids[starts[:, None] + torch.arange(self.block_size + 1)]
+        return windows[:, :-1], windows[:, 1:]
+
+    def prompt(self) -> torch.Tensor:
+        """The prompt of the samples drawn during training: the first token."""
+        return self.ids[:1]
+
+    def digest(self) -> str:
+        """A hash of the data, which a resumed run must match."""
+        return hashlib.sha256(self.ids.numpy().tobytes()).hexdigest()
 
 
 # -- the loop ----------------------------------------------------------------------------------
@@ -373,13 +416,13 @@ def _evaluate(model, splits, config: TrainConfig) -> dict[str, float]:
     never moves the training run's random state."""
     model.eval()
     out = {}
-    for name, ids in splits.items():
+    for name, data in splits.items():
         generator = torch.Generator().manual_seed(config.seed + 1)
         total = 0.0
         for _ in range(config.eval_iters):
-            x, y = _batch(ids, config.batch_size, config.block_size, generator)
+            batch = data.batch(config.batch_size, generator)
             with _autocast(config):
-                total += float(model(x, y)[1])
+                total += float(model(*batch)[1])
         out[name] = total / config.eval_iters
     model.train()
     return out
@@ -547,21 +590,16 @@ def _shard(micro_batches: list, config: TrainConfig, world: _World) -> list:
     holds more activations than a single-process run)."""
     if world.size == 1:
         return micro_batches
-    x, y = (torch.cat(parts) for parts in zip(*micro_batches, strict=True))
-    share = len(x) // world.size
+    stacked = [torch.cat(parts) for parts in zip(*micro_batches, strict=True)]
+    share = len(stacked[0]) // world.size
     rows = slice(world.rank * share, (world.rank + 1) * share)
-    inputs, targets = x[rows].split(config.batch_size), y[rows].split(config.batch_size)
-    return list(zip(inputs, targets, strict=True))
+    return list(zip(*(t[rows].split(config.batch_size) for t in stacked), strict=True))
 
 
 def _mean_over_processes(value: float) -> float:
     total = torch.tensor(value, dtype=torch.float64)
     dist.all_reduce(total)
     return total.item() / dist.get_world_size()
-
-
-def _data_digest(ids: torch.Tensor) -> str:
-    return hashlib.sha256(ids.numpy().tobytes()).hexdigest()
 
 
 def pretrain(
@@ -620,49 +658,89 @@ def pretrain(
     config = TrainConfig() if config is None else config
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+    _check_world(config, _world())
+    if resume and out is None:
+        raise ValueError("resume=True needs the out directory that holds the checkpoint")
+    if resume and tokenizer is None and isinstance(data, str):
+        _load_checkpoint(Path(out), config)  # a missing or mismatched checkpoint fails first
+        tokenizer = load_tokenizer(Path(out) / TOKENIZER)
+    # Everything that can fail on bad input fails here, before a single file is written.
+    tokenizer, ids = _tokenize(data, config, tokenizer)
+    train_ids, val_ids = _split(ids, config)
+    V = tokenizer.vocab_size if tokenizer is not None else int(ids.max()) + 1
+    # The run draws from the global RNG (initialisation, dropout); fork it so that the
+    # caller's random state is the same after the call as before.
+    with torch.random.fork_rng(devices=[]):
+        _seed(config.seed)
+        model = GPT(config.model_config(V))
+        return train_loop(
+            model,
+            TokenWindows(train_ids, config.block_size),
+            TokenWindows(val_ids, config.block_size),
+            config,
+            tokenizer=tokenizer,
+            out=out,
+            resume=resume,
+            progress=progress,
+            callback=callback,
+        )
+
+
+def _seed(seed: int) -> None:
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002 (the global state callers may draw from)
+
+
+def train_loop(
+    model: torch.nn.Module,
+    train_data,
+    val_data,
+    config: LoopConfig,
+    *,
+    tokenizer: Tokenizer | None = None,
+    out=None,
+    resume: bool = False,
+    progress: bool = True,
+    callback: Callable[[dict], bool | None] | None = None,
+) -> TrainResult:
+    """The training loop of :func:`pretrain`, for a model that already exists: the loop
+    fine-tuning reuses.
+
+    Implements :prf:ref:`alg-pretraining-loop`.
+
+    ``train_data`` and ``val_data`` give the batches: :class:`TokenWindows` for
+    pretraining, :class:`~llmtrain.posttraining.PackedExamples` for fine-tuning, or any
+    object with their methods ``batch(n, generator)`` (a tuple, the arguments of
+    ``model(*batch)``, whose second value is the loss), ``prompt()`` and ``digest()``.
+    Only the parameters with ``requires_grad`` are trained. ``config`` is a
+    :class:`LoopConfig` (or a subclass); ``tokenizer``, ``out``, ``resume``, ``progress``
+    and ``callback`` are as in :func:`pretrain`, which this function serves. The model is
+    trained in place and returned in eval mode, inside the :class:`TrainResult`.
+    """
+    if not isinstance(config, LoopConfig):
+        raise TypeError(f"config must be a LoopConfig, got {type(config).__name__}")
     world = _world()
     _check_world(config, world)
     out = None if out is None else Path(out)
     if resume and out is None:
         raise ValueError("resume=True needs the out directory that holds the checkpoint")
     checkpoint = _load_checkpoint(out, config) if resume else None
-    if checkpoint is not None and tokenizer is None and isinstance(data, str):
-        tokenizer = load_tokenizer(out / TOKENIZER)
-    # Everything that can fail on bad input fails here, before a single file is written.
-    tokenizer, ids = _tokenize(data, config, tokenizer)
-    train_ids, val_ids = _split(ids, config)
-    V = tokenizer.vocab_size if tokenizer is not None else int(ids.max()) + 1
-    digest = _data_digest(ids)
+    digest = hashlib.sha256((train_data.digest() + val_data.digest()).encode()).hexdigest()
     if checkpoint is not None and checkpoint["data_sha256"] != digest:
         raise ValueError(
             f"the checkpoint in {str(out)!r} was trained on different data; "
             "resume with the same text (and tokenizer)"
         )
-    # The run draws from the global RNG (initialisation, dropout); fork it so that the
-    # caller's random state is the same after the call as before.
     with torch.random.fork_rng(devices=[]):
+        _seed(config.seed)
+        splits = {"train": train_data, "val": val_data}
         return _run(
-            config,
-            out,
-            tokenizer,
-            train_ids,
-            val_ids,
-            V,
-            digest,
-            checkpoint,
-            progress,
-            callback,
-            world,
+            config, out, tokenizer, model, splits, digest, checkpoint, progress, callback, world
         )
 
 
-def _run(
-    config, out, tokenizer, train_ids, val_ids, V, digest, checkpoint, progress, callback, world
-):
-    torch.manual_seed(config.seed)
-    random.seed(config.seed)
-    np.random.seed(config.seed)  # noqa: NPY002 (the global state callers may draw from)
-    model = GPT(config.model_config(V))
+def _run(config, out, tokenizer, model, splits, digest, checkpoint, progress, callback, world):
     optimizer, scheduler = configure_optimizer(model, config)
     batches = torch.Generator().manual_seed(config.seed)  # the data position
     log, losses, samples = [], [], []
@@ -688,7 +766,6 @@ def _run(
         out.mkdir(parents=True, exist_ok=True)
         if tokenizer is not None:
             tokenizer.save(out / TOKENIZER)
-    splits = {"train": train_ids, "val": val_ids}
     model.train()
 
     bar = None
@@ -709,7 +786,7 @@ def _run(
             "tokens_per_s": tokens_per_s,
         }
         if config.sample_every and t % config.sample_every == 0:
-            record["sample"] = _sample(model, tokenizer, train_ids, config)
+            record["sample"] = _sample(model, tokenizer, splits["train"].prompt(), config)
             samples.append((t, record["sample"]))
         log.append(record)
         if bar is not None:
@@ -745,8 +822,7 @@ def _run(
     while not stopped and t < config.max_iters:
         t += 1
         micro_batches = [
-            _batch(train_ids, config.batch_size, config.block_size, batches)
-            for _ in range(config.grad_accum)
+            splits["train"].batch(config.batch_size, batches) for _ in range(config.grad_accum)
         ]
         try:
             loss = train_step(
@@ -818,7 +894,7 @@ def _save_checkpoint(path: Path, state: dict) -> None:
     _atomic_write(path, buffer.getvalue())
 
 
-def _load_checkpoint(out: Path, config: TrainConfig) -> dict:
+def _load_checkpoint(out: Path, config: LoopConfig) -> dict:
     path = out / CHECKPOINT
     if not path.is_file():
         raise ValueError(f"cannot resume: there is no checkpoint {str(path)!r}")
@@ -827,7 +903,7 @@ def _load_checkpoint(out: Path, config: TrainConfig) -> dict:
         raise ValueError(f"{str(path)!r} has checkpoint version {state.get('version')!r}")
     saved, current = state["config"], config.to_dict()
     # A field added after the checkpoint was written has its default there.
-    defaults = TrainConfig().to_dict()
+    defaults = type(config)().to_dict()
     differ = [k for k in current if k not in _COSMETIC and saved.get(k, defaults[k]) != current[k]]
     if differ:
         changes = ", ".join(f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in differ)
