@@ -1,5 +1,140 @@
-"""Part IV, Post-training: supervised fine-tuning, parameter-efficient methods and preference
-tuning.
+"""Part IV, Post-training: turning the book's pretrained GPT into a model that follows
+instructions. A task world whose answers a program can check, supervised fine-tuning,
+parameter-efficient fine-tuning (LoRA, QLoRA) and decoding.
 
-The chapters of this part are still being written; their algorithms will live here.
+Everything here reuses Part III's GPT, tokenizer and trainer.
 """
+
+from ..pretraining.sampling import (
+    min_p_filter,
+    repetition_penalty_filter,
+    top_k_filter,
+    top_p_filter,
+)
+from .chat import (
+    ALPACA_TEMPLATE,
+    CHAT_SPECIAL_TOKENS,
+    alpaca_record,
+    chat_prompt,
+    chat_text,
+    chat_tokenizer,
+    encode_chat,
+)
+from .decoding import (
+    BeamSearchResult,
+    accuracy_and_diversity,
+    beam_search,
+    continuation_log_probs,
+    continuation_perplexity,
+    decode_answers,
+    kv_cache_bytes,
+    measured_kv_cache_bytes,
+)
+from .evaluation import complete, exact_match, exact_match_by_task, fact_accuracy
+from .lora import LORA_MATRICES, LoRALinear, apply_lora, lora_parameter_count, merge_lora
+from .models import (
+    ADAPTED_MODULES,
+    BASE_MODEL_CONFIG,
+    LORA_CONFIG,
+    LORA_SWEEP_ALPHAS,
+    LORA_SWEEP_CONFIG,
+    LORA_SWEEP_RANKS,
+    SFT_CONFIG,
+    FinetuneRun,
+    base_model,
+    cached_finetune,
+    lora_sweep,
+    model_state_bytes,
+    sft_examples,
+    sft_model,
+)
+from .nf4 import (
+    NF4Linear,
+    dequantize_nf4,
+    double_dequantize,
+    double_quantize,
+    nf4_constant_bits,
+    nf4_levels,
+    quantize_linears_nf4,
+    quantize_nf4,
+)
+from .peft_memory import FINETUNE_PRESETS, FinetuneMemory, finetune_memory
+from .sft import FinetuneConfig, PackedExamples, finetune, sft_tokens
+from .task_world import (
+    TASKS,
+    Example,
+    check_answer,
+    correct_answer,
+    fact_prompt,
+    make_examples,
+    pretraining_text,
+    world_words,
+)
+
+__all__ = [
+    "ADAPTED_MODULES",
+    "ALPACA_TEMPLATE",
+    "BASE_MODEL_CONFIG",
+    "CHAT_SPECIAL_TOKENS",
+    "FINETUNE_PRESETS",
+    "LORA_CONFIG",
+    "LORA_MATRICES",
+    "LORA_SWEEP_ALPHAS",
+    "LORA_SWEEP_CONFIG",
+    "LORA_SWEEP_RANKS",
+    "SFT_CONFIG",
+    "TASKS",
+    "BeamSearchResult",
+    "Example",
+    "FinetuneConfig",
+    "FinetuneMemory",
+    "FinetuneRun",
+    "LoRALinear",
+    "NF4Linear",
+    "PackedExamples",
+    "accuracy_and_diversity",
+    "alpaca_record",
+    "apply_lora",
+    "base_model",
+    "beam_search",
+    "cached_finetune",
+    "chat_prompt",
+    "chat_text",
+    "chat_tokenizer",
+    "check_answer",
+    "complete",
+    "continuation_log_probs",
+    "continuation_perplexity",
+    "correct_answer",
+    "decode_answers",
+    "dequantize_nf4",
+    "double_dequantize",
+    "double_quantize",
+    "encode_chat",
+    "exact_match",
+    "exact_match_by_task",
+    "fact_accuracy",
+    "fact_prompt",
+    "finetune",
+    "finetune_memory",
+    "kv_cache_bytes",
+    "lora_parameter_count",
+    "lora_sweep",
+    "make_examples",
+    "measured_kv_cache_bytes",
+    "merge_lora",
+    "min_p_filter",
+    "model_state_bytes",
+    "nf4_constant_bits",
+    "nf4_levels",
+    "pretraining_text",
+    "quantize_linears_nf4",
+    "quantize_nf4",
+    "repetition_penalty_filter",
+    "sft_examples",
+    "sft_model",
+    "sft_tokens",
+    "top_k_filter",
+    "top_p_filter",
+    "world_words",
+]

@@ -1,0 +1,1 @@
+"""Demos of Part IV, Post-training."""

@@ -1,0 +1,278 @@
+"""The models of Part IV, trained by the package and kept on disk: the base model, and its
+fine-tuned versions (full fine-tuning, LoRA, QLoRA).
+
+:func:`base_model` pretrains the book's GPT on the task world's prose
+(:func:`~llmtrain.posttraining.pretraining_text`) with Part III's trainer;
+:func:`cached_finetune` fine-tunes it on instruction examples with the same trainer. Both are
+cached like :func:`~llmtrain.pretraining.cached_pretrain`: under a key of every input (the
+configs, the data, the code of the modules involved, the library versions), so a build trains
+each model once, and two builds give the same weights.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .._checks import check_int, check_real
+from .._threads import one_torch_thread
+from ..pretraining import (
+    GPT,
+    BPETokenizer,
+    TrainConfig,
+    TrainResult,
+    cache_dir,
+    cached_pretrain,
+    configure_optimizer,
+    measure_model_states,
+)
+from ..pretraining.cached_models import _key, code_fingerprint
+from .chat import chat_tokenizer
+from .evaluation import exact_match_by_task
+from .lora import apply_lora
+from .nf4 import NF4Linear, quantize_linears_nf4
+from .sft import FinetuneConfig, PackedExamples, finetune
+from .task_world import make_examples, pretraining_text
+
+__all__ = [
+    "ADAPTED_MODULES",
+    "BASE_MODEL_CONFIG",
+    "LORA_CONFIG",
+    "LORA_SWEEP_ALPHAS",
+    "LORA_SWEEP_CONFIG",
+    "LORA_SWEEP_RANKS",
+    "SFT_CONFIG",
+    "FinetuneRun",
+    "base_model",
+    "cached_finetune",
+    "lora_sweep",
+    "model_state_bytes",
+    "sft_examples",
+    "sft_model",
+]
+
+_HERE = Path(__file__).resolve().parent
+# The modules whose code decides a fine-tuned model's weights (besides those of the base;
+# what this module decides, the data and the adapted layers, enters the key as values).
+_FINETUNE_SOURCES = ("task_world.py", "chat.py", "sft.py", "lora.py", "nf4.py")
+
+#: The base model: the book's GPT with RoPE (2 layers, width 128, context 64) on the 259
+#: tokens of :func:`~llmtrain.posttraining.chat_tokenizer`, pretrained for 1,200 updates of
+#: 32 windows on :func:`~llmtrain.posttraining.pretraining_text`.
+BASE_MODEL_CONFIG = TrainConfig(
+    tokenizer="bpe",
+    vocab_size=259,
+    n_layer=2,
+    n_head=4,
+    n_embd=128,
+    block_size=64,
+    position="rope",
+    batch_size=32,
+    max_iters=1200,
+    lr=3e-3,
+    warmup_iters=50,
+    eval_interval=200,
+    eval_iters=5,
+)
+
+#: Full fine-tuning: 800 updates of 16 packed rows of 64 tokens, AdamW at 10⁻³.
+SFT_CONFIG = FinetuneConfig(max_iters=800)
+#: LoRA and QLoRA: the same run at a higher learning rate, 3·10⁻³ (the update B A starts
+#: at zero and is a product of two small matrices, which moves slowly at full fine-tuning's
+#: rate).
+LORA_CONFIG = FinetuneConfig(max_iters=800, lr=3e-3)
+
+#: The layers LoRA and QLoRA adapt: every linear layer of the blocks.
+ADAPTED_MODULES = ("c_attn", "c_proj", "c_fc")
+
+
+def base_model() -> tuple[GPT, BPETokenizer]:
+    """The pretrained base model and its tokenizer: trained on first use (about a minute on
+    two cores), loaded from the cache after. Every call returns a fresh copy."""
+    with one_torch_thread():  # the same weights whoever trains first (threads change sums)
+        result = cached_pretrain(pretraining_text(), BASE_MODEL_CONFIG, tokenizer=chat_tokenizer())
+    return result.model, result.tokenizer
+
+
+def sft_examples() -> tuple[list, list]:
+    """The fine-tuning data: 8,000 instruction examples on the training words, and 200
+    validation examples on the test words (a different draw from the test prompts the
+    chapters measure accuracy on)."""
+    return make_examples("train", 8000), make_examples("test", 200, seed=99)
+
+
+@dataclass
+class FinetuneRun:
+    """A fine-tuned model and how it was made.
+
+    Attributes
+    ----------
+    model : GPT
+        The fine-tuned model (with its LoRA layers, if any), in eval mode.
+    tokenizer : BPETokenizer
+    method : str
+        ``"full"``, ``"lora"`` or ``"qlora"``.
+    log, losses : list
+        The trainer's evaluation records and per-update losses.
+    seconds : float
+        The training time measured when the run was made (the cache keeps it).
+    trainable : int
+        The number of trained parameters.
+    """
+
+    model: GPT
+    tokenizer: BPETokenizer
+    method: str
+    log: list[dict] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    trainable: int = 0
+
+
+def _prepare(model: GPT, method: str, r: int, alpha: float, rslora: bool) -> GPT:
+    """The model as the method trains it: as it is (full), with LoRA adapters (lora), or with
+    its adapted layers quantised to NF4 first (qlora)."""
+    if method == "qlora":
+        quantize_linears_nf4(model, ADAPTED_MODULES)
+    if method in ("lora", "qlora"):
+        apply_lora(model, r, alpha, ADAPTED_MODULES, rslora=rslora)
+    return model
+
+
+def cached_finetune(
+    method: str = "full",
+    *,
+    config: FinetuneConfig | None = None,
+    r: int = 32,
+    alpha: float = 64.0,
+    rslora: bool = False,
+) -> FinetuneRun:
+    """Fine-tune the base model on :func:`sft_examples` by ``method`` (``"full"``: every
+    parameter; ``"lora"``: LoRA adapters of rank ``r`` and scale ``alpha``/r on every
+    linear layer of the blocks, the rest frozen; ``"qlora"``: the same on layers stored in
+    NF4), cached on disk; the first call trains, later calls load. ``config`` defaults to
+    :data:`SFT_CONFIG` for full fine-tuning and :data:`LORA_CONFIG` for the others."""
+    if method not in ("full", "lora", "qlora"):
+        raise ValueError(f"method must be 'full', 'lora' or 'qlora', got {method!r}")
+    if config is None:
+        config = SFT_CONFIG if method == "full" else LORA_CONFIG
+    if not isinstance(config, FinetuneConfig):
+        raise TypeError(f"config must be a FinetuneConfig, got {type(config).__name__}")
+    check_int("r", r, 1)
+    check_real("alpha", alpha, 0.0, low_open=True)
+    adapter = {} if method == "full" else {"r": r, "alpha": alpha, "rslora": rslora}
+    h = hashlib.sha256()
+    h.update(_key(pretraining_text(), BASE_MODEL_CONFIG, chat_tokenizer()).encode())
+    data = [[asdict(e) for e in part] for part in sft_examples()]
+    h.update(json.dumps([method, adapter, ADAPTED_MODULES, asdict(config), data]).encode())
+    for name in _FINETUNE_SOURCES:
+        h.update(name.encode() + code_fingerprint(_HERE / name))
+    h.update(f"torch {torch.__version__} numpy {np.__version__}".encode())
+    entry = cache_dir() / f"finetune-{h.hexdigest()[:24]}"
+
+    model, tokenizer = base_model()
+    _prepare(model, method, r, alpha, rslora)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    if (entry / "run.pt").is_file():
+        state = torch.load(entry / "run.pt", map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        model.eval()
+        return FinetuneRun(
+            model, tokenizer, method, state["log"], state["losses"], state["seconds"], trainable
+        )
+    train_examples, val_examples = sft_examples()
+    with one_torch_thread():
+        result: TrainResult = finetune(model, tokenizer, train_examples, val_examples, config)
+    seconds = result.log[-1]["elapsed_s"]
+    state = {
+        "model": model.state_dict(),
+        "log": result.log,
+        "losses": result.losses,
+        "seconds": seconds,
+    }
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=entry.parent, prefix=".tmp-"))
+    try:
+        torch.save(state, tmp / "run.pt")
+        try:
+            os.replace(tmp, entry)
+        except OSError:  # another process stored the same entry first: keep theirs
+            pass
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return FinetuneRun(model, tokenizer, method, result.log, result.losses, seconds, trainable)
+
+
+def sft_model() -> tuple[GPT, BPETokenizer]:
+    """The base model after full supervised fine-tuning (:data:`SFT_CONFIG`), and its
+    tokenizer: the instruction-following model of Part IV."""
+    run = cached_finetune("full")
+    return run.model, run.tokenizer
+
+
+# The parameter-efficient fine-tuning chapter: memory measured on the real model, and a sweep
+# of LoRA's rank and scale.
+
+#: The sweep over LoRA's rank and α: short runs (200 updates at LoRA's learning rate), one
+#: per point of the grid :data:`LORA_SWEEP_RANKS` × :data:`LORA_SWEEP_ALPHAS`.
+LORA_SWEEP_CONFIG = FinetuneConfig(max_iters=200, lr=3e-3, eval_interval=200)
+#: The ranks r of the sweep.
+LORA_SWEEP_RANKS = (2, 8, 32)
+#: The values of α of the sweep, in absolute terms (the update is scaled by α/r).
+LORA_SWEEP_ALPHAS = (8.0, 32.0)
+
+
+def model_state_bytes(run: FinetuneRun, config: FinetuneConfig) -> dict[str, int]:
+    """Bytes of the model states of a fine-tuning run, measured on a copy of its model after
+    one training step with the optimizer of ``config`` on one batch of the fine-tuning data.
+
+    ``"weights"`` counts the parameters, trained or frozen, and the buffers of the NF4 layers
+    (their codes and quantisation constants, which are what QLoRA stores instead of weights);
+    ``"gradients"`` and ``"optimizer"`` are those of
+    :func:`~llmtrain.pretraining.measure_model_states`; ``"total"`` is their sum."""
+    if not isinstance(config, FinetuneConfig):
+        raise TypeError(f"config must be a FinetuneConfig, got {type(config).__name__}")
+    model = copy.deepcopy(run.model).train()
+    optimizer, _ = configure_optimizer(model, config)
+    data = PackedExamples(run.tokenizer, sft_examples()[0], config.block_size)
+    model(*data.batch(config.batch_size, torch.Generator().manual_seed(0)))[1].backward()
+    optimizer.step()
+    states = measure_model_states(model, optimizer)
+    nf4 = sum(
+        b.numel() * b.element_size()
+        for m in model.modules()
+        if isinstance(m, NF4Linear)
+        for b in m.buffers()
+    )
+    out = {
+        "weights": states["parameters"] + nf4,
+        "gradients": states["gradients"],
+        "optimizer": states["optimizer"],
+    }
+    out["total"] = sum(out.values())
+    return out
+
+
+def lora_sweep(examples) -> dict[tuple[int, float], dict]:
+    """For each rank r and α of the sweep (:data:`LORA_SWEEP_CONFIG`), the LoRA run's
+    exact match on ``examples`` by task (``"accuracy"``), overall (``"overall"``) and its
+    number of trained parameters (``"trainable"``). Each run is trained once and cached
+    (:func:`cached_finetune`)."""
+    sweep = {}
+    for r in LORA_SWEEP_RANKS:
+        for alpha in LORA_SWEEP_ALPHAS:
+            run = cached_finetune("lora", config=LORA_SWEEP_CONFIG, r=r, alpha=alpha)
+            by_task = exact_match_by_task(run.model, run.tokenizer, examples)
+            counts = {t: sum(e.task == t for e in examples) for t in by_task}
+            overall = sum(by_task[t] * counts[t] for t in by_task) / len(examples)
+            sweep[r, alpha] = {"accuracy": by_task, "overall": overall, "trainable": run.trainable}
+    return sweep

@@ -1,0 +1,145 @@
+"""The claims of the PEFT chapter's last section, on the book's own model: full fine-tuning,
+LoRA and QLoRA compared (accuracy, memory measured after one step), merging, and the sweep
+over LoRA's rank and α. The runs come from the cache (they train if absent)."""
+
+import copy
+
+import pytest
+import torch
+
+from llmtrain.posttraining import (
+    LORA_CONFIG,
+    LORA_SWEEP_ALPHAS,
+    LORA_SWEEP_RANKS,
+    SFT_CONFIG,
+    LoRALinear,
+    NF4Linear,
+    PackedExamples,
+    base_model,
+    cached_finetune,
+    complete,
+    exact_match_by_task,
+    lora_sweep,
+    make_examples,
+    merge_lora,
+    model_state_bytes,
+    nf4_constant_bits,
+)
+
+CONFIGS = {"full": SFT_CONFIG, "lora": LORA_CONFIG, "qlora": LORA_CONFIG}
+
+
+@pytest.fixture(scope="module")
+def test_prompts():
+    return make_examples("test", 400, seed=1)
+
+
+@pytest.fixture(scope="module")
+def runs():
+    return {m: cached_finetune(m, config=c) for m, c in CONFIGS.items()}
+
+
+@pytest.fixture(scope="module")
+def accuracy(runs, test_prompts):
+    return {m: exact_match_by_task(r.model, r.tokenizer, test_prompts) for m, r in runs.items()}
+
+
+@pytest.fixture(scope="module")
+def memory(runs):
+    return {m: model_state_bytes(r, CONFIGS[m]) for m, r in runs.items()}
+
+
+@pytest.fixture(scope="module")
+def sweep(test_prompts):
+    return lora_sweep(test_prompts)
+
+
+def _overall(by_task, examples):
+    return sum(a * sum(e.task == t for e in examples) for t, a in by_task.items()) / len(examples)
+
+
+def test_adapters_match_full_fine_tuning_except_on_reversal(accuracy):
+    assert accuracy["full"]["reverse"] >= 0.9
+    for method in ("lora", "qlora"):
+        for task, acc in accuracy[method].items():
+            if task != "reverse":
+                assert acc >= 0.95, (method, task)
+        assert accuracy[method]["reverse"] < accuracy["full"]["reverse"] - 0.1, method
+    # NF4 costs little: QLoRA is closer to LoRA than either is to full fine-tuning.
+    overall = {m: sum(a.values()) / len(a) for m, a in accuracy.items()}  # 100 prompts a task
+    gap = overall["full"] - max(overall["lora"], overall["qlora"])
+    assert abs(overall["lora"] - overall["qlora"]) < gap
+
+
+def test_trained_parameters_are_the_adapters(runs):
+    n = base_model()[0].num_parameters()
+    assert runs["full"].trainable == n
+    # Rank 32 on every linear layer of 2 blocks of width 128: r (n_in + n_out) per matrix.
+    per_block = 32 * ((128 + 384) + (128 + 128) + (128 + 512) + (512 + 128))
+    assert runs["lora"].trainable == runs["qlora"].trainable == 2 * per_block
+
+
+def test_measured_memory_matches_the_count(runs, memory):
+    """float32 AdamW: 4 bytes of weight and gradient and 8 of moments per trained parameter;
+    frozen weights 4 bytes (LoRA) or NF4 codes + constants + bfloat16 biases (QLoRA)."""
+    n = runs["full"].trainable
+    assert memory["full"] == {
+        "weights": 4 * n,
+        "gradients": 4 * n,
+        "optimizer": 8 * n,
+        "total": 16 * n,
+    }
+    k = runs["lora"].trainable
+    assert memory["lora"]["weights"] == 4 * (n + k)
+    assert memory["lora"]["gradients"] == 4 * k
+    assert memory["lora"]["optimizer"] == 8 * k
+    layers = [m for m in runs["qlora"].model.modules() if isinstance(m, NF4Linear)]
+    n_mat = sum(m.out_features * m.in_features for m in layers)
+    n_bias = sum(m.bias.numel() for m in layers if m.bias is not None)
+    expected = 4 * (n - n_mat - n_bias + k) + n_mat * (4 + nf4_constant_bits()) / 8 + 2 * n_bias
+    assert memory["qlora"]["weights"] == pytest.approx(expected, abs=8 * len(layers) + 8)
+    assert memory["qlora"]["gradients"] == memory["lora"]["gradients"]
+    assert memory["qlora"]["optimizer"] == memory["lora"]["optimizer"]
+    # The claims of the prose: LoRA saves on gradients and optimizer state but not on
+    # weights; QLoRA's weights are the smallest of the three.
+    assert memory["lora"]["weights"] > memory["full"]["weights"]
+    assert memory["lora"]["total"] < memory["full"]["total"]
+    assert memory["qlora"]["weights"] < memory["full"]["weights"]
+    assert memory["qlora"]["total"] < memory["lora"]["total"]
+
+
+def test_merged_model_computes_what_the_adapted_one_does(runs, test_prompts):
+    run = runs["lora"]
+    merged = merge_lora(copy.deepcopy(run.model))
+    assert not any(isinstance(m, LoRALinear) for m in merged.modules())
+    assert merged.num_parameters() == base_model()[0].num_parameters()
+    rows = PackedExamples(run.tokenizer, test_prompts, 64).batch(
+        16, torch.Generator().manual_seed(0)
+    )
+    with torch.no_grad():
+        gap = (merged(*rows)[0] - run.model(*rows)[0]).abs().max().item()
+    assert gap < 1e-4
+    prompts = [e.prompt for e in test_prompts]
+    assert complete(merged, run.tokenizer, prompts) == complete(run.model, run.tokenizer, prompts)
+
+
+def test_the_short_sweep(sweep, test_prompts):
+    assert set(sweep) == {(r, a) for r in LORA_SWEEP_RANKS for a in LORA_SWEEP_ALPHAS}
+    for point in sweep.values():
+        assert point["accuracy"]["reverse"] < 0.1  # no setting learns reversal in 200 updates
+        assert point["accuracy"]["first_letter"] >= 0.95
+        assert point["overall"] == pytest.approx(_overall(point["accuracy"], test_prompts))
+    overall = {key: point["overall"] for key, point in sweep.items()}
+    assert overall[2, 32.0] < overall[8, 32.0] < overall[32, 32.0]  # at α = 32, rank helps
+    for r in LORA_SWEEP_RANKS:
+        assert overall[r, 32.0] > overall[r, 8.0]  # a larger scale helps at every rank
+    assert overall[8, 8.0] < overall[2, 8.0]  # at α = 8, rank 8's scale is 4 times smaller
+    capitals = {key: point["accuracy"]["capitals"] for key, point in sweep.items()}
+    assert max(capitals, key=capitals.get) == (32, 32.0) and capitals[32, 32.0] >= 0.2
+    trainable = [sweep[r, LORA_SWEEP_ALPHAS[0]]["trainable"] for r in LORA_SWEEP_RANKS]
+    assert trainable == [r * trainable[0] // LORA_SWEEP_RANKS[0] for r in LORA_SWEEP_RANKS]
+
+
+def test_model_state_bytes_checks_its_config(runs):
+    with pytest.raises(TypeError, match="config must be a FinetuneConfig"):
+        model_state_bytes(runs["lora"], {"lr": 1e-3})
