@@ -246,10 +246,10 @@ def lora_parameter_count(model, r: int, matrices=("W_Q", "W_V")) -> int:
 
     Implements :prf:ref:`alg-lora-count`.
 
-    ``model`` is a name of :data:`~llmtrain.posttraining.FINETUNE_PRESETS` or of
-    :data:`llmtrain.pretraining.MODEL_PRESETS`, a
+    ``model`` is a name of ``FINETUNE_PRESETS`` or of
+    ``MODEL_PRESETS``, a
     :class:`~llmtrain.pretraining.ModelShape` or a :class:`~llmtrain.pretraining.GPTConfig`;
-    ``matrices`` a tuple of names from :data:`LORA_MATRICES`, or ``"all"``. Each adapted
+    ``matrices`` a tuple of names from ``LORA_MATRICES``, or ``"all"``. Each adapted
     n_out × n_in matrix of each of the n_layer layers gets r (n_in + n_out) parameters.
 
     Examples

@@ -160,7 +160,7 @@ def cached_finetune(
     parameter; ``"lora"``: LoRA adapters of rank ``r`` and scale ``alpha``/r on every
     linear layer of the blocks, the rest frozen; ``"qlora"``: the same on layers stored in
     NF4), cached on disk; the first call trains, later calls load. ``config`` defaults to
-    :data:`SFT_CONFIG` for full fine-tuning and :data:`LORA_CONFIG` for the others."""
+    ``SFT_CONFIG`` for full fine-tuning and ``LORA_CONFIG`` for the others."""
     if method not in ("full", "lora", "qlora"):
         raise ValueError(f"method must be 'full', 'lora' or 'qlora', got {method!r}")
     if config is None:
@@ -213,7 +213,7 @@ def cached_finetune(
 
 
 def sft_model() -> tuple[GPT, BPETokenizer]:
-    """The base model after full supervised fine-tuning (:data:`SFT_CONFIG`), and its
+    """The base model after full supervised fine-tuning (``SFT_CONFIG``), and its
     tokenizer: the instruction-following model of Part IV."""
     run = cached_finetune("full")
     return run.model, run.tokenizer
@@ -223,7 +223,7 @@ def sft_model() -> tuple[GPT, BPETokenizer]:
 # of LoRA's rank and scale.
 
 #: The sweep over LoRA's rank and α: short runs (200 updates at LoRA's learning rate), one
-#: per point of the grid :data:`LORA_SWEEP_RANKS` × :data:`LORA_SWEEP_ALPHAS`.
+#: per point of the grid ``LORA_SWEEP_RANKS`` × ``LORA_SWEEP_ALPHAS``.
 LORA_SWEEP_CONFIG = FinetuneConfig(max_iters=200, lr=3e-3, eval_interval=200)
 #: The ranks r of the sweep.
 LORA_SWEEP_RANKS = (2, 8, 32)
@@ -263,7 +263,7 @@ def model_state_bytes(run: FinetuneRun, config: FinetuneConfig) -> dict[str, int
 
 
 def lora_sweep(examples) -> dict[tuple[int, float], dict]:
-    """For each rank r and α of the sweep (:data:`LORA_SWEEP_CONFIG`), the LoRA run's
+    """For each rank r and α of the sweep (``LORA_SWEEP_CONFIG``), the LoRA run's
     exact match on ``examples`` by task (``"accuracy"``), overall (``"overall"``) and its
     number of trained parameters (``"trainable"``). Each run is trained once and cached
     (:func:`cached_finetune`)."""

@@ -66,7 +66,7 @@ def finetune_memory(
     Parameters
     ----------
     model : str or ModelShape or GPTConfig
-        A name of :data:`FINETUNE_PRESETS` or of :data:`llmtrain.pretraining.MODEL_PRESETS`,
+        A name of ``FINETUNE_PRESETS`` or of ``MODEL_PRESETS``,
         or a shape.
     method : str
         ``"full"``: every parameter trains. ``"lora"``: the model is frozen in 16 bits and

@@ -483,7 +483,7 @@ def configure_optimizer(model: GPT, config: TrainConfig):
       embeddings (and the tied head), norms and biases. The two are stepped as one.
 
     Returns ``(optimizer, scheduler)``: the optimizer and a :class:`~llmtrain.optim.ScheduledLR`
-    that sets α_t = :meth:`TrainConfig.schedule` (t) in every group for update t.
+    that sets α_t = :meth:`LoopConfig.schedule` (t) in every group for update t.
     """
     groups = model.parameter_groups(config.weight_decay)
     betas = (config.beta1, config.beta2)
