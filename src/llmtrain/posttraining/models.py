@@ -61,9 +61,8 @@ __all__ = [
 ]
 
 _HERE = Path(__file__).resolve().parent
-# The modules whose code decides a fine-tuned model's weights (besides those of the base;
-# what this module decides, the data and the adapted layers, enters the key as values).
-_FINETUNE_SOURCES = ("task_world.py", "chat.py", "sft.py", "lora.py", "nf4.py")
+# The modules whose code decides a fine-tuned model's weights (besides those of the base).
+_FINETUNE_SOURCES = ("task_world.py", "chat.py", "sft.py", "lora.py", "nf4.py", "models.py")
 
 #: The base model: the book's GPT with RoPE (2 layers, width 128, context 64) on the 259
 #: tokens of :func:`~llmtrain.posttraining.chat_tokenizer`, pretrained for 1,200 updates of
@@ -180,7 +179,11 @@ def cached_finetune(
     entry = cache_dir() / f"finetune-{h.hexdigest()[:24]}"
 
     model, tokenizer = base_model()
-    _prepare(model, method, r, alpha, rslora)
+    # LoRA's A is drawn at random: from a seeded generator of its own, so that the run is the
+    # same whatever the caller drew before (the key cannot see the caller's random state).
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        _prepare(model, method, r, alpha, rslora)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     if (entry / "run.pt").is_file():
         state = torch.load(entry / "run.pt", map_location="cpu", weights_only=True)
