@@ -1,6 +1,7 @@
 """Part IV, Post-training: turning the book's pretrained GPT into a model that follows
 instructions. A task world whose answers a program can check, supervised fine-tuning,
-parameter-efficient fine-tuning (LoRA, QLoRA) and decoding.
+parameter-efficient fine-tuning (LoRA, QLoRA) and decoding; the losses and estimators of
+learning from preferences and rewards (their chapters are still to come).
 
 Everything here reuses Part III's GPT, tokenizer and trainer.
 """
@@ -59,6 +60,17 @@ from .nf4 import (
     quantize_nf4,
 )
 from .peft_memory import FINETUNE_PRESETS, FinetuneMemory, finetune_memory
+from .policy_gradients import (
+    GRPO_SCALES,
+    KL_ESTIMATORS,
+    gae,
+    grpo_advantages,
+    kl_estimate,
+    ppo_clip_loss,
+    sequence_logprobs,
+    token_logprobs,
+)
+from .preference_losses import bradley_terry_loss, dpo_loss, ipo_loss, kto_loss, simpo_loss
 from .sft import FinetuneConfig, PackedExamples, finetune, sft_tokens
 from .task_world import (
     TASKS,
@@ -77,6 +89,8 @@ __all__ = [
     "BASE_MODEL_CONFIG",
     "CHAT_SPECIAL_TOKENS",
     "FINETUNE_PRESETS",
+    "GRPO_SCALES",
+    "KL_ESTIMATORS",
     "LORA_CONFIG",
     "LORA_MATRICES",
     "LORA_SWEEP_ALPHAS",
@@ -97,6 +111,7 @@ __all__ = [
     "apply_lora",
     "base_model",
     "beam_search",
+    "bradley_terry_loss",
     "cached_finetune",
     "chat_prompt",
     "chat_text",
@@ -110,6 +125,7 @@ __all__ = [
     "dequantize_nf4",
     "double_dequantize",
     "double_quantize",
+    "dpo_loss",
     "encode_chat",
     "exact_match",
     "exact_match_by_task",
@@ -117,6 +133,11 @@ __all__ = [
     "fact_prompt",
     "finetune",
     "finetune_memory",
+    "gae",
+    "grpo_advantages",
+    "ipo_loss",
+    "kl_estimate",
+    "kto_loss",
     "kv_cache_bytes",
     "lora_parameter_count",
     "lora_sweep",
@@ -127,13 +148,17 @@ __all__ = [
     "model_state_bytes",
     "nf4_constant_bits",
     "nf4_levels",
+    "ppo_clip_loss",
     "pretraining_text",
     "quantize_linears_nf4",
     "quantize_nf4",
     "repetition_penalty_filter",
+    "sequence_logprobs",
     "sft_examples",
     "sft_model",
     "sft_tokens",
+    "simpo_loss",
+    "token_logprobs",
     "top_k_filter",
     "top_p_filter",
     "world_words",
