@@ -420,13 +420,13 @@ def test_exercise_solutions():
     )
 
 
-def test_code_fingerprint_ignores_comments_and_docstrings_only(tmp_path):
-    from llmtrain.pretraining.cached_models import code_fingerprint
+def test_source_fingerprint_ignores_comments_and_docstrings_only(tmp_path):
+    from llmtrain.pretraining.cached_models import source_fingerprint
 
     def fingerprint(source):
         path = tmp_path / "m.py"
         path.write_text(source)
-        return code_fingerprint(path)
+        return source_fingerprint(path)
 
     base = fingerprint('"""Module."""\n\ndef f(x):\n    """Twice."""\n    return 2 * x\n')
     explained = fingerprint(

@@ -30,7 +30,17 @@ from .gpt import GPT, GPTConfig
 from .tokenizer import Tokenizer, load_tokenizer
 from .trainer import TrainConfig, TrainResult, pretrain
 
-__all__ = ["DEMO_MODEL_CONFIG", "cache_dir", "cached_pretrain", "demo_model"]
+__all__ = [
+    "DEMO_MODEL_CONFIG",
+    "cache_dir",
+    "cache_key",
+    "cached_json",
+    "cached_pretrain",
+    "demo_model",
+    "source_fingerprint",
+    "store_entry",
+    "weights_digest",
+]
 
 _HERE = Path(__file__).resolve().parent
 _TOKENIZER_SOURCES = {"char": "char_tokenizer.py", "bpe": "bpe.py"}
@@ -71,7 +81,7 @@ def cache_dir() -> Path:
     return Path(base) / "llmtrain"
 
 
-def code_fingerprint(path: Path) -> bytes:
+def source_fingerprint(path: Path) -> bytes:
     """The code of a Python file without its comments and docstrings (its syntax tree): a
     change to the text that explains the code leaves a cached model's key alone, a change
     to the code itself does not."""
@@ -89,17 +99,61 @@ def code_fingerprint(path: Path) -> bytes:
     return ast.dump(tree).encode()
 
 
-def _key(text: str, config: TrainConfig, tokenizer: Tokenizer | None) -> str:
-    h = hashlib.sha256()
-    h.update(json.dumps(config.to_dict(), sort_keys=True).encode())
-    h.update(hashlib.sha256(text.encode("utf-8")).digest())
-    if tokenizer is not None:
-        h.update(json.dumps(tokenizer._state(), sort_keys=True).encode())
-    for path in _sources(config):
-        if path.is_file():
-            h.update(path.name.encode() + code_fingerprint(path))
+def cache_key(*parts, sources=()) -> str:
+    """A cache key: a hash of JSON-serialisable ``parts``, the code of the files ``sources``
+    (by :func:`source_fingerprint`) and the versions of PyTorch and NumPy."""
+    h = hashlib.sha256(json.dumps(parts, sort_keys=True).encode())
+    for path in sources:
+        h.update(Path(path).name.encode() + source_fingerprint(Path(path)))
     h.update(f"torch {torch.__version__} numpy {np.__version__}".encode())
     return h.hexdigest()[:24]
+
+
+def store_entry(entry: Path, write) -> None:
+    """Store a cache entry, the directory ``entry``, all at once: ``write(directory)`` fills
+    a temporary directory beside it, which is then renamed into place. An interrupted call
+    leaves no half-written entry; if another process stored the same entry first, its entry
+    is kept (the same key means the same content)."""
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=entry.parent, prefix=".tmp-"))
+    try:
+        write(tmp)
+        try:
+            os.replace(tmp, entry)
+        except OSError:  # another process stored the same entry first: keep theirs
+            pass
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def weights_digest(*models: torch.nn.Module) -> str:
+    """A hash of the weights (the state dicts) of ``models``: a key for results computed from
+    trained models, which changes whenever any of them is retrained differently."""
+    h = hashlib.sha256()
+    for model in models:
+        for name, tensor in model.state_dict().items():
+            h.update(name.encode() + tensor.detach().cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
+def cached_json(name: str, key: str, compute) -> dict:
+    """The JSON-serialisable results of ``compute()``, stored in the cache entry
+    ``name-key`` (by :func:`store_entry`) on the first call and read from it after: for
+    measurements of trained models that take seconds and that the chapter, its demo and its
+    tests all need."""
+    entry = cache_dir() / f"{name}-{key}"
+    if (entry / "results.json").is_file():
+        return json.loads((entry / "results.json").read_text(encoding="utf-8"))
+    results = compute()
+    text = json.dumps(results)
+    store_entry(entry, lambda directory: (directory / "results.json").write_text(text, "utf-8"))
+    return results
+
+
+def _key(text: str, config: TrainConfig, tokenizer: Tokenizer | None) -> str:
+    state = None if tokenizer is None else tokenizer._state()
+    text_hash = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return cache_key(config.to_dict(), text_hash, state, sources=_sources(config))
 
 
 def _load(path: Path, config: TrainConfig) -> TrainResult:
@@ -126,14 +180,12 @@ def cached_pretrain(
         raise TypeError(f"text must be a str, got {type(text).__name__}")
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
-    root = cache_dir()
-    entry = root / _key(text, config, tokenizer)
+    entry = cache_dir() / _key(text, config, tokenizer)
     if (entry / "result.pt").is_file():
         return _load(entry, config)
     result = pretrain(text, config, tokenizer=tokenizer, progress=progress)
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=root, prefix=".tmp-"))
-    try:
+
+    def write(directory: Path) -> None:
         state = {
             "config": config.to_dict(),
             "model_config": result.model.config.to_dict(),
@@ -143,15 +195,11 @@ def cached_pretrain(
             "samples": [list(s) for s in result.samples],
             "has_tokenizer": result.tokenizer is not None,
         }
-        torch.save(state, tmp / "result.pt")
+        torch.save(state, directory / "result.pt")
         if result.tokenizer is not None:
-            result.tokenizer.save(tmp / "tokenizer.json")
-        try:
-            os.replace(tmp, entry)
-        except OSError:  # another process stored the same entry first: keep theirs
-            pass
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+            result.tokenizer.save(directory / "tokenizer.json")
+
+    store_entry(entry, write)
     return result
 
 
