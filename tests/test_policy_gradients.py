@@ -27,6 +27,7 @@ def tiny_gpt():
     return GPT(config).eval()
 
 
+@pytest.mark.algorithm("alg-sequence-logprobs")
 def test_sequence_logprobs_matches_a_per_token_loop(tiny_gpt):
     torch.manual_seed(1)
     idx = torch.randint(0, 11, (3, 7))
@@ -49,6 +50,7 @@ def test_sequence_logprobs_matches_a_per_token_loop(tiny_gpt):
     assert torch.all(got < 0)
 
 
+@pytest.mark.algorithm("alg-sequence-logprobs")
 def test_sequence_logprobs_with_every_token_scored_is_minus_the_mean_loss_times_count(tiny_gpt):
     torch.manual_seed(2)
     idx = torch.randint(0, 11, (4, 8))
@@ -60,6 +62,7 @@ def test_sequence_logprobs_with_every_token_scored_is_minus_the_mean_loss_times_
     torch.testing.assert_close(-total / (4 * 7), loss, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.algorithm("alg-sequence-logprobs")
 def test_sequence_logprobs_carries_gradients_and_token_logprobs_shape(tiny_gpt):
     idx = torch.tensor([[1, 2, 3, 4]])
     lp = token_logprobs(tiny_gpt, idx)
@@ -72,6 +75,7 @@ def test_sequence_logprobs_carries_gradients_and_token_logprobs_shape(tiny_gpt):
     tiny_gpt.zero_grad()
 
 
+@pytest.mark.algorithm("alg-sequence-logprobs")
 def test_sequence_logprobs_errors(tiny_gpt):
     idx = torch.tensor([[1, 2, 3]])
     with pytest.raises(ValueError, match=r"mask\[:, 0\] must be 0"):
@@ -89,6 +93,7 @@ def test_sequence_logprobs_errors(tiny_gpt):
 # ---------------------------------------------------------------------------------- GAE
 
 
+@pytest.mark.algorithm("alg-gae")
 def test_gae_hand_computed_example():
     # γ = 0.9, λ = 0.8, γλ = 0.72; values end with the bootstrap value V(s_3) = 0.25.
     #   δ_0 = 1 + 0.9·1.0 - 0.5 = 1.4
@@ -114,6 +119,7 @@ def _gae_double_sum(rewards, values, gamma, lam):
     return out
 
 
+@pytest.mark.algorithm("alg-gae")
 def test_gae_matches_the_direct_double_sum_on_a_batch():
     g = torch.Generator().manual_seed(3)
     rewards = torch.randn(4, 9, generator=g, dtype=torch.float64)
@@ -122,6 +128,7 @@ def test_gae_matches_the_direct_double_sum_on_a_batch():
     torch.testing.assert_close(adv, _gae_double_sum(rewards, values, 0.97, 0.9))
 
 
+@pytest.mark.algorithm("alg-gae")
 def test_gae_lambda_limits():
     g = torch.Generator().manual_seed(4)
     rewards = torch.randn(2, 6, generator=g, dtype=torch.float64)
@@ -143,6 +150,7 @@ def test_gae_lambda_limits():
     torch.testing.assert_close(ret1, discounted)
 
 
+@pytest.mark.algorithm("alg-gae")
 def test_gae_gives_no_gradient_and_checks_shapes():
     values = torch.zeros(4, requires_grad=True)
     adv, ret = gae(torch.ones(3), values, gamma=1.0, lam=1.0)
@@ -168,6 +176,7 @@ def _ppo_piecewise(ratio, a, eps):
     return a * max(ratio, 1 - eps)
 
 
+@pytest.mark.algorithm("alg-ppo-clip")
 def test_ppo_clip_loss_matches_the_piecewise_definition_and_its_gradient():
     eps = 0.2
     ratios = [0.5, 0.9, 1.0, 1.1, 1.5, 0.5, 0.9, 1.1, 1.5]
@@ -189,6 +198,7 @@ def test_ppo_clip_loss_matches_the_piecewise_definition_and_its_gradient():
     torch.testing.assert_close(logp.grad, torch.tensor(grad, dtype=torch.float64))
 
 
+@pytest.mark.algorithm("alg-ppo-clip")
 def test_ppo_clip_loss_mask_and_constants():
     g = torch.Generator().manual_seed(5)
     logp = (-torch.rand(2, 5, generator=g)).requires_grad_()
@@ -209,6 +219,7 @@ def test_ppo_clip_loss_mask_and_constants():
     torch.testing.assert_close(x.grad, -adv / 4)
 
 
+@pytest.mark.algorithm("alg-ppo-clip")
 def test_ppo_clip_loss_errors():
     x = torch.zeros(3)
     with pytest.raises(ValueError, match=r"clip must be in \(0, 1\), got 0"):
@@ -222,6 +233,7 @@ def test_ppo_clip_loss_errors():
 # --------------------------------------------------------------------------------- GRPO
 
 
+@pytest.mark.algorithm("alg-grpo-advantages")
 def test_grpo_group_advantages_are_standardised_per_group():
     rewards = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.3, 0.3, 0.3, 0.3])
     adv = grpo_advantages(rewards, 4).view(3, 4)
@@ -235,6 +247,7 @@ def test_grpo_group_advantages_are_standardised_per_group():
     torch.testing.assert_close(adv[:2].std(dim=1), torch.ones(2))
 
 
+@pytest.mark.algorithm("alg-grpo-advantages")
 def test_grpo_scale_options():
     g = torch.Generator().manual_seed(6)
     rewards = torch.randn(15, generator=g, dtype=torch.float64)
@@ -251,6 +264,7 @@ def test_grpo_scale_options():
         torch.testing.assert_close(adv.mean(dim=1), torch.zeros(5, dtype=torch.float64))
 
 
+@pytest.mark.algorithm("alg-grpo-advantages")
 def test_grpo_equal_rewards_give_zero_even_when_the_mean_rounds():
     # The mean of three 0.1s is not exactly 0.1 in floating point.
     rewards = torch.tensor([0.1, 0.1, 0.1, 0.0, 0.0, 0.0], dtype=torch.float64)
@@ -260,6 +274,7 @@ def test_grpo_equal_rewards_give_zero_even_when_the_mean_rounds():
     assert torch.all(grpo_advantages(torch.tensor([1.0, 2.0]), 1) == 0)
 
 
+@pytest.mark.algorithm("alg-grpo-advantages")
 def test_grpo_errors():
     r = torch.zeros(6)
     with pytest.raises(ValueError, match="group_size must divide the number of rewards 6"):
@@ -285,6 +300,7 @@ def _estimates(kind, n=200_000, seed=7):
     return kl_estimate(P.log()[x], P_REF.log()[x], kind)
 
 
+@pytest.mark.algorithm("alg-kl-estimators")
 @pytest.mark.parametrize("kind", ["k1", "k3"])
 def test_k1_and_k3_are_unbiased(kind):
     est = _estimates(kind)
@@ -295,6 +311,7 @@ def test_k1_and_k3_are_unbiased(kind):
     assert exact_mean == pytest.approx(EXACT_KL, abs=1e-12)
 
 
+@pytest.mark.algorithm("alg-kl-estimators")
 def test_k3_has_lower_variance_than_k1_here_and_is_never_negative():
     assert _estimates("k3").std() < _estimates("k1").std()
     g = torch.Generator().manual_seed(8)
@@ -304,6 +321,7 @@ def test_k3_has_lower_variance_than_k1_here_and_is_never_negative():
     assert torch.any(kl_estimate(logp, ref, "k1") < 0)
 
 
+@pytest.mark.algorithm("alg-kl-estimators")
 def test_k2_expectation_and_its_bias():
     # Monte Carlo agrees with the exact expectation E_π[(ln r)²]/2.
     log_r = P_REF.log() - P.log()
@@ -330,6 +348,7 @@ def test_k2_expectation_and_its_bias():
     assert errors[0] / errors[1] == pytest.approx(10, rel=0.2)
 
 
+@pytest.mark.algorithm("alg-kl-estimators")
 def test_kl_estimate_errors_and_gradient():
     x = torch.zeros(3)
     with pytest.raises(ValueError, match="kind must be one of"):

@@ -69,6 +69,7 @@ def assert_gradients_match_finite_differences(f, xs):
 # ---------------------------------------------------------------- Bradley-Terry
 
 
+@pytest.mark.algorithm("alg-bradley-terry")
 def test_bradley_terry_equals_its_formula():
     r_w, r_l = batch(B, 0, scale=0.2), batch(B, 1, scale=0.2)
     d = r_w.numpy() - r_l.numpy()
@@ -76,6 +77,7 @@ def test_bradley_terry_equals_its_formula():
     assert bradley_terry_loss(r_w, r_l).item() == pytest.approx(expected, rel=1e-12)
 
 
+@pytest.mark.algorithm("alg-bradley-terry")
 def test_bradley_terry_is_ln2_at_equal_rewards_and_depends_on_the_margin_only():
     r = batch(B, 2)
     assert bradley_terry_loss(r, r).item() == pytest.approx(math.log(2), rel=1e-14)
@@ -84,6 +86,7 @@ def test_bradley_terry_is_ln2_at_equal_rewards_and_depends_on_the_margin_only():
     torch.testing.assert_close(shifted, bradley_terry_loss(r_w, r_l), rtol=1e-12, atol=0)
 
 
+@pytest.mark.algorithm("alg-bradley-terry")
 def test_bradley_terry_stays_finite_on_huge_margins():
     r_w = torch.tensor([-1000.0, 1000.0], dtype=f64)
     loss = bradley_terry_loss(r_w, torch.zeros(2, dtype=f64))
@@ -91,6 +94,7 @@ def test_bradley_terry_stays_finite_on_huge_margins():
     assert loss.item() == pytest.approx(500.0, rel=1e-12)
 
 
+@pytest.mark.algorithm("alg-bradley-terry")
 def test_bradley_terry_gradients():
     assert_gradients_match_finite_differences(
         bradley_terry_loss, [batch(B, 5, scale=0.2), batch(B, 6, scale=0.2)]
@@ -106,18 +110,21 @@ def np_margin(pi_w, pi_l, ref_w, ref_l):
 
 
 @pytest.mark.parametrize("beta", [0.1, 0.5, 2.0])
+@pytest.mark.algorithm("alg-dpo-loss")
 def test_dpo_equals_equation_7_of_rafailov_et_al(beta):
     xs = pairs(10)
     expected = -np.mean(np_log_sigmoid(beta * np_margin(*xs)))
     assert dpo_loss(*xs, beta=beta).item() == pytest.approx(expected, rel=1e-12)
 
 
+@pytest.mark.algorithm("alg-dpo-loss")
 def test_dpo_is_ln2_while_the_policy_is_the_reference():
     pi_w, pi_l = batch(B, 11), batch(B, 12)
     loss = dpo_loss(pi_w, pi_l, pi_w.clone(), pi_l.clone(), beta=0.3)
     assert loss.item() == pytest.approx(math.log(2), rel=1e-14)
 
 
+@pytest.mark.algorithm("alg-dpo-loss")
 def test_dpo_gradient_weighs_each_pair_by_sigma_of_the_wrong_reward_margin():
     """Rafailov et al. §4: ∇L = -β E[σ(r̂_l - r̂_w)(∇log π(y_w) - ∇log π(y_l))], with the
     implicit reward r̂ = β log π_θ/π_ref."""
@@ -138,6 +145,7 @@ def test_dpo_gradient_weighs_each_pair_by_sigma_of_the_wrong_reward_margin():
     assert weight[wrong].min() > 0.5 > weight[~wrong].max()
 
 
+@pytest.mark.algorithm("alg-dpo-loss")
 def test_dpo_gradients_match_finite_differences():
     assert_gradients_match_finite_differences(lambda *a: dpo_loss(*a, beta=0.7), pairs(14))
 
@@ -146,12 +154,14 @@ def test_dpo_gradients_match_finite_differences():
 
 
 @pytest.mark.parametrize("beta", [0.1, 1.0])
+@pytest.mark.algorithm("alg-ipo-loss")
 def test_ipo_equals_equation_17_of_azar_et_al(beta):
     xs = pairs(20)
     expected = np.mean((np_margin(*xs) - 1 / (2 * beta)) ** 2)
     assert ipo_loss(*xs, beta=beta).item() == pytest.approx(expected, rel=1e-12)
 
 
+@pytest.mark.algorithm("alg-ipo-loss")
 def test_ipo_is_smallest_at_the_target_margin():
     beta = 0.25  # target h = 1/(2β) = 2
     zeros = torch.zeros(1, dtype=f64)
@@ -167,6 +177,7 @@ def test_ipo_is_smallest_at_the_target_margin():
     assert loss_at(4.0) == pytest.approx(4.0) and loss_at(0.0) == pytest.approx(4.0)
 
 
+@pytest.mark.algorithm("alg-ipo-loss")
 def test_ipo_gradients_match_finite_differences():
     assert_gradients_match_finite_differences(lambda *a: ipo_loss(*a, beta=0.05), pairs(21))
 
@@ -180,6 +191,7 @@ def lengths(seed):
 
 
 @pytest.mark.parametrize(("beta", "gamma"), [(2.0, 0.5), (2.5, 1.375), (10.0, 0.0)])
+@pytest.mark.algorithm("alg-simpo-loss")
 def test_simpo_equals_the_objective_of_meng_et_al(beta, gamma):
     pi_w, pi_l, n_w, n_l = batch(B, 30), batch(B, 31), lengths(32), lengths(33)
     z = beta * pi_w.numpy() / n_w.numpy() - beta * pi_l.numpy() / n_l.numpy() - gamma
@@ -188,6 +200,7 @@ def test_simpo_equals_the_objective_of_meng_et_al(beta, gamma):
     assert loss.item() == pytest.approx(expected, rel=1e-12)
 
 
+@pytest.mark.algorithm("alg-simpo-loss")
 def test_simpo_defaults_follow_the_authors_code():
     """Their SimPOConfig: beta=2.0, gamma_beta_ratio=0.25, and the loss
     -logsigmoid(β (avg_w - avg_l - γ/β))."""
@@ -197,6 +210,7 @@ def test_simpo_defaults_follow_the_authors_code():
     torch.testing.assert_close(simpo_loss(pi_w, pi_l, n_w, n_l), theirs, rtol=1e-12, atol=0)
 
 
+@pytest.mark.algorithm("alg-simpo-loss")
 def test_simpo_ignores_a_constant_added_to_every_token_log_prob_and_dpo_does_not():
     """Adding c to each token's log-probability adds c·|y| to a sequence's log-probability:
     SimPO's averages move together; DPO's sums move by c(|y_w| - |y_l|)."""
@@ -213,6 +227,7 @@ def test_simpo_ignores_a_constant_added_to_every_token_log_prob_and_dpo_does_not
     assert abs(after - before) > 1e-3
 
 
+@pytest.mark.algorithm("alg-simpo-loss")
 def test_simpo_gradients_match_finite_differences():
     n_w, n_l = lengths(44), lengths(45)
     assert_gradients_match_finite_differences(
@@ -235,16 +250,18 @@ def kto_example():
     )
 
 
+@pytest.mark.algorithm("alg-kto-loss")
 def test_kto_on_a_hand_computed_example():
-    # β = 1, λ_D = 1, λ_U = 2:
-    #   desirable, r - z₀ = 0:       1 · (1 - σ(0))    = 0.5
-    #   undesirable, z₀ - r = 1.5:   2 · (1 - σ(1.5))  = 2 σ(-1.5) = 0.36485104761271
-    #   desirable, r - z₀ = -0.5:    1 · (1 - σ(-0.5)) = σ(0.5)    = 0.62245933120185
-    # mean = 1.48731037881456 / 3
-    loss = kto_loss(**kto_example(), beta=1.0, lambda_d=1.0, lambda_u=2.0)
-    assert loss.item() == pytest.approx(0.49577012627152, abs=1e-13)
+    # β = 1, λ_D = 3, λ_U = 2:
+    #   desirable, r - z₀ = 0:       3 · (1 - σ(0))    = 1.5
+    #   undesirable, z₀ - r = 1.5:   2 · (1 - σ(1.5))  = 2 σ(-1.5)   = 0.36485104761271
+    #   desirable, r - z₀ = -0.5:    3 · (1 - σ(-0.5)) = 3 σ(0.5)    = 1.86737799360555
+    # mean = 3.73222904121826 / 3
+    loss = kto_loss(**kto_example(), beta=1.0, lambda_d=3.0, lambda_u=2.0)
+    assert loss.item() == pytest.approx(1.24407634707275, abs=1e-13)
 
 
+@pytest.mark.algorithm("alg-kto-loss")
 def test_kto_clamps_the_reference_point_at_zero():
     example = kto_example()
     example["kl_policy_logps"] = example["kl_ref_logps"] - 3.0  # mean log-ratio -3 < 0
@@ -253,8 +270,9 @@ def test_kto_clamps_the_reference_point_at_zero():
     assert kto_loss(**example, beta=1.0).item() == pytest.approx(expected, rel=1e-12)
 
 
+@pytest.mark.algorithm("alg-kto-loss")
 def test_kto_equals_its_formula_on_random_input():
-    beta, lam_d, lam_u = 0.3, 1.0, 1.33
+    beta, lam_d, lam_u = 0.3, 1.33, 0.8
     pi, ref, kl_pi, kl_ref = batch(B, 50), batch(B, 51), batch(5, 52), batch(5, 53, scale=1.5)
     desirable = torch.tensor([True, False, False, True, True, False, True])
     r = pi.numpy() - ref.numpy()
@@ -268,6 +286,7 @@ def test_kto_equals_its_formula_on_random_input():
     assert loss.item() == pytest.approx(per_example.mean(), rel=1e-12)
 
 
+@pytest.mark.algorithm("alg-kto-loss")
 def test_kto_gradients_and_no_gradient_through_the_reference_point():
     example = kto_example()
     desirable = example.pop("desirable")
@@ -308,6 +327,7 @@ def test_pair_losses_reject_bad_input(loss):
         loss([0.0] * B, *xs[1:])
 
 
+@pytest.mark.algorithm("alg-bradley-terry")
 def test_bradley_terry_rejects_bad_input():
     r = batch(B, 61)
     with pytest.raises(ValueError, match="r_chosen and r_rejected must have the same shape"):

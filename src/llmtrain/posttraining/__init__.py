@@ -1,7 +1,8 @@
 """Part IV, Post-training: turning the book's pretrained GPT into a model that follows
 instructions. A task world whose answers a program can check, supervised fine-tuning,
-parameter-efficient fine-tuning (LoRA, QLoRA) and decoding; the losses and estimators of
-learning from preferences and rewards (their chapters are still to come).
+parameter-efficient fine-tuning (LoRA, QLoRA) and decoding; learning from preferences and
+rewards: reward models, RLHF with PPO, direct alignment (DPO and its relatives) and RL with
+verifiable rewards (GRPO and its relatives).
 
 Everything here reuses Part III's GPT, tokenizer and trainer.
 """
@@ -11,6 +12,17 @@ from ..pretraining.sampling import (
     repetition_penalty_filter,
     top_k_filter,
     top_p_filter,
+)
+from .alignment_runs import (
+    DIRECT_CONFIG,
+    LENGTH_BIAS,
+    REWARD_CONFIG,
+    AlignmentRun,
+    cached_direct,
+    cached_reward_model,
+    cached_rl,
+    preference_data,
+    rl_prompts,
 )
 from .chat import (
     ALPACA_TEMPLATE,
@@ -31,6 +43,14 @@ from .decoding import (
     kv_cache_bytes,
     measured_kv_cache_bytes,
 )
+from .direct_alignment import (
+    DIRECT_LOSSES,
+    DirectPreferenceObjective,
+    best_of_n,
+    best_of_n_kl,
+    expected_best_of_n,
+    train_direct,
+)
 from .evaluation import complete, exact_match, exact_match_by_task, fact_accuracy
 from .lora import LORA_MATRICES, LoRALinear, apply_lora, lora_parameter_count, merge_lora
 from .models import (
@@ -44,6 +64,7 @@ from .models import (
     FinetuneRun,
     base_model,
     cached_finetune,
+    finetune_key,
     lora_sweep,
     model_state_bytes,
     sft_examples,
@@ -70,7 +91,27 @@ from .policy_gradients import (
     sequence_logprobs,
     token_logprobs,
 )
+from .preference_data import PairBatches, PreferencePair, near_miss, preference_pairs
 from .preference_losses import bradley_terry_loss, dpo_loss, ipo_loss, kto_loss, simpo_loss
+from .reward_model import (
+    BradleyTerryObjective,
+    RewardModel,
+    preference_accuracy,
+    train_reward_model,
+)
+from .rl import (
+    RL_METHODS,
+    GRPOObjective,
+    PPOObjective,
+    ReinforceObjective,
+    RLConfig,
+    RLResult,
+    Rollouts,
+    gold_reward,
+    rl_objective,
+    train_rl,
+    value_model,
+)
 from .sft import FinetuneConfig, PackedExamples, finetune, sft_tokens
 from .task_world import (
     TASKS,
@@ -88,31 +129,53 @@ __all__ = [
     "ALPACA_TEMPLATE",
     "BASE_MODEL_CONFIG",
     "CHAT_SPECIAL_TOKENS",
+    "DIRECT_CONFIG",
+    "DIRECT_LOSSES",
     "FINETUNE_PRESETS",
     "GRPO_SCALES",
     "KL_ESTIMATORS",
+    "LENGTH_BIAS",
     "LORA_CONFIG",
     "LORA_MATRICES",
     "LORA_SWEEP_ALPHAS",
     "LORA_SWEEP_CONFIG",
     "LORA_SWEEP_RANKS",
+    "REWARD_CONFIG",
+    "RL_METHODS",
     "SFT_CONFIG",
     "TASKS",
+    "AlignmentRun",
     "BeamSearchResult",
+    "BradleyTerryObjective",
+    "DirectPreferenceObjective",
     "Example",
     "FinetuneConfig",
     "FinetuneMemory",
     "FinetuneRun",
+    "GRPOObjective",
     "LoRALinear",
     "NF4Linear",
+    "PPOObjective",
     "PackedExamples",
+    "PairBatches",
+    "PreferencePair",
+    "RLConfig",
+    "RLResult",
+    "ReinforceObjective",
+    "RewardModel",
+    "Rollouts",
     "accuracy_and_diversity",
     "alpaca_record",
     "apply_lora",
     "base_model",
     "beam_search",
+    "best_of_n",
+    "best_of_n_kl",
     "bradley_terry_loss",
+    "cached_direct",
     "cached_finetune",
+    "cached_reward_model",
+    "cached_rl",
     "chat_prompt",
     "chat_text",
     "chat_tokenizer",
@@ -129,11 +192,14 @@ __all__ = [
     "encode_chat",
     "exact_match",
     "exact_match_by_task",
+    "expected_best_of_n",
     "fact_accuracy",
     "fact_prompt",
     "finetune",
+    "finetune_key",
     "finetune_memory",
     "gae",
+    "gold_reward",
     "grpo_advantages",
     "ipo_loss",
     "kl_estimate",
@@ -146,13 +212,19 @@ __all__ = [
     "merge_lora",
     "min_p_filter",
     "model_state_bytes",
+    "near_miss",
     "nf4_constant_bits",
     "nf4_levels",
     "ppo_clip_loss",
+    "preference_accuracy",
+    "preference_data",
+    "preference_pairs",
     "pretraining_text",
     "quantize_linears_nf4",
     "quantize_nf4",
     "repetition_penalty_filter",
+    "rl_objective",
+    "rl_prompts",
     "sequence_logprobs",
     "sft_examples",
     "sft_model",
@@ -161,5 +233,9 @@ __all__ = [
     "token_logprobs",
     "top_k_filter",
     "top_p_filter",
+    "train_direct",
+    "train_reward_model",
+    "train_rl",
+    "value_model",
     "world_words",
 ]

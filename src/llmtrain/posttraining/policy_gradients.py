@@ -83,6 +83,8 @@ def sequence_logprobs(model: GPT, idx: torch.Tensor, mask: torch.Tensor) -> torc
     ``idx`` (B, T) holds prompt and response; ``mask`` (B, T) is 1 on the tokens to score (the
     response) and 0 elsewhere. The first position cannot be scored, since no logit predicts it:
     ``mask[:, 0]`` must be 0. Returns shape (B,), with gradients into the model.
+
+    Implements :prf:ref:`alg-sequence-logprobs`.
     """
     _check_ids(idx)
     m = _check_mask("mask", mask, "idx", tuple(idx.shape))
@@ -109,6 +111,8 @@ def ppo_clip_loss(
     0/1 ``mask`` of the same shape, over the elements where the mask is 1: every scored token
     of the batch weighs the same (GRPO's paper averages over the tokens of each response first,
     then over responses). ``clip`` is ε in (0, 1).
+
+    Implements :prf:ref:`alg-ppo-clip`.
     """
     logp = _check_tensor("logp", logp)
     old_logp = _check_tensor("old_logp", old_logp)
@@ -144,6 +148,8 @@ def gae(
     λ = 0 gives the one-step TD error δ_t; λ = 1 gives the discounted return minus V(s_t).
     The returns Â_t + V(s_t) are the value function's regression targets. Both outputs are
     constants (no gradient flows back into ``values``). ``gamma`` and ``lam`` lie in [0, 1].
+
+    Implements :prf:ref:`alg-gae`.
     """
     rewards = _check_tensor("rewards", rewards, min_dim=1)
     values = _check_tensor("values", values, min_dim=1)
@@ -180,6 +186,8 @@ def grpo_advantages(rewards: torch.Tensor, group_size: int, *, scale: str = "gro
     (no NaN), and a zero batch standard deviation can only occur when every advantage is 0.
     No epsilon is added (TRL divides by std + 1e-4 instead), so under ``"group"`` every group
     with unequal rewards has mean 0 and sample standard deviation 1.
+
+    Implements :prf:ref:`alg-grpo-advantages`.
     """
     rewards = _check_tensor("rewards", rewards)
     if rewards.dim() != 1:
@@ -202,7 +210,7 @@ def grpo_advantages(rewards: torch.Tensor, group_size: int, *, scale: str = "gro
     if scale == "group":
         std = groups.std(dim=1, keepdim=True)
     else:
-        std = rewards.std() if rewards.numel() > 1 else rewards.new_zeros(())
+        std = rewards.std()  # G ≥ 2 here, so there are at least 2 rewards
     return (centred / torch.where(std > 0, std, 1.0)).reshape(-1)
 
 
@@ -216,9 +224,14 @@ def kl_estimate(logp: torch.Tensor, ref_logp: torch.Tensor, kind: str = "k3") ->
       of order (ln r)⁴ (expand E_π[r] = E_π[exp(ln r)] = 1 to third order), so close to KL
       only when π and π_ref are close;
     * ``"k3"``: (r - 1) - ln r, unbiased (E_π[r] = 1) and never negative (ln r ≤ r - 1).
+      Nothing guards it against overflow: r = exp(ln r) is infinite in float32 once
+      ln r > 88, a token the policy has made e^88 times less likely than the reference did
+      (verl clamps ln r to ±20 and k3 to ±10; here the caller decides).
 
     Elementwise: returns the shape of the inputs, which must match; average it (over the
     tokens of a response, or of a batch) to estimate the KL. Gradients flow into both inputs.
+
+    Implements :prf:ref:`alg-kl-estimators`.
     """
     logp = _check_tensor("logp", logp)
     ref_logp = _check_tensor("ref_logp", ref_logp)

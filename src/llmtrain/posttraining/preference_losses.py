@@ -1,17 +1,18 @@
 """Preference losses: learning from judgements of the form "this answer is better than that
 one" (or, for KTO, "this answer is good" / "this answer is bad").
 
-Every loss here reads a batch of *sequence log-probabilities* and returns the mean loss over
-the batch, a 0-dim tensor. A sequence log-probability is log π(y | x), the sum over the
-response's tokens of the log-probability of each token given the prompt and the tokens
-before it (the prompt's own tokens are not counted). The policy π_θ is the model being
-trained; the reference π_ref is a frozen copy of the model before preference training
-(usually the SFT model), whose log-probabilities carry no gradient.
+Every loss here but the first reads a batch of *sequence log-probabilities* (the first reads
+rewards) and returns the mean loss over the batch, a 0-dim tensor. A sequence
+log-probability is log π(y | x), the sum over the response's tokens of the log-probability
+of each token given the prompt and the tokens before it (the prompt's own tokens are not
+counted). The policy π_θ is the model being trained; the reference π_ref is a frozen copy of
+the model before preference training (usually the SFT model), whose log-probabilities carry
+no gradient.
 
 - :func:`bradley_terry_loss` fits a reward model: -log σ(r_w - r_l).
 - :func:`dpo_loss` (Rafailov et al., 2023) puts the implicit reward β log(π_θ/π_ref) in
   place of the reward model's score.
-- :func:`ipo_loss` (Azar et al., 2023) regresses the same log-ratio margin onto the target
+- :func:`ipo_loss` (Azar et al., 2024) regresses the same log-ratio margin onto the target
   1/(2β) instead of pushing it to infinity.
 - :func:`simpo_loss` (Meng et al., 2024) drops the reference model and uses the average
   log-probability per token, with a target margin γ.
@@ -75,6 +76,8 @@ def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> torc
     the loss is the negative log-likelihood of the observed preferences. Only the margin
     counts: adding the same number to every reward changes nothing.
 
+    Implements :prf:ref:`alg-bradley-terry`.
+
     Parameters
     ----------
     r_chosen, r_rejected : torch.Tensor
@@ -121,6 +124,8 @@ def dpo_loss(
     -β σ(r̂(x, y_l) - r̂(x, y_w)) / B: each pair pulls harder the more the implicit reward
     gets its order wrong.
 
+    Implements :prf:ref:`alg-dpo-loss`.
+
     Parameters
     ----------
     policy_chosen_logps, policy_rejected_logps : torch.Tensor
@@ -163,6 +168,8 @@ def ipo_loss(
     (sums over the response tokens, as for :func:`dpo_loss`) it is Azar et al.'s loss; TRL's
     ``DPOTrainer(loss_type="ipo")`` passes the *average* log-probability per token instead,
     which makes the target 1/(2β) a margin per token.
+
+    Implements :prf:ref:`alg-ipo-loss`.
 
     Parameters
     ----------
@@ -216,6 +223,8 @@ def simpo_loss(
     Defaults: β = 2 and γ = 0.5 are the defaults of the authors' code (``beta=2.0``,
     ``gamma_beta_ratio=0.25``, γ = 0.25 β); their tuned settings vary by model.
 
+    Implements :prf:ref:`alg-simpo-loss`.
+
     Parameters
     ----------
     policy_chosen_logps, policy_rejected_logps : torch.Tensor
@@ -266,6 +275,8 @@ def kto_loss(
     pairs (the prompt of one example with the response of another), clamped at 0 since a KL
     divergence is never negative, and detached, so that no gradient flows through it.
 
+    Implements :prf:ref:`alg-kto-loss`.
+
     Parameters
     ----------
     policy_logps, ref_logps : torch.Tensor
@@ -300,7 +311,7 @@ def kto_loss(
     r = pi - ref
     losses = torch.where(
         desirable,
-        lambda_d * (1 - torch.sigmoid(beta * (r - z0))),
-        lambda_u * (1 - torch.sigmoid(beta * (z0 - r))),
+        lambda_d * torch.sigmoid(beta * (z0 - r)),  # = λ_D (1 - σ(β (r - z0))), exactly
+        lambda_u * torch.sigmoid(beta * (r - z0)),
     )
     return losses.mean()
