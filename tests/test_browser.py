@@ -42,15 +42,23 @@ PUBLISHED_BRANCH = "gh-pages"
 PROOF_NUMBER = re.compile(r"^Algorithm (\d+(?:\.\d+)*)$")
 RAW_MATH = re.compile(r"\\\(|\\\)|\\\[|\\\]|\$\$")
 
-# Waits until MathJax has typeset the page (returns null), or says why it cannot.
+# Waits until MathJax has typeset the page (returns null), or says why it cannot. MathJax is
+# loaded by an async script, which may still be on its way when the page's load event fires (a
+# busy machine made one page in a CI run fail here): wait up to 10 s for it to start.
 WAIT_FOR_MATHJAX = """
 const done = arguments[arguments.length - 1];
 if (!document.querySelector('.math')) { done(null); return; }
-const mathjax = window.MathJax;
-if (!mathjax || !mathjax.startup || !mathjax.startup.promise) {
-  done('MathJax did not load'); return;
-}
-mathjax.startup.promise.then(() => done(null), (error) => done('MathJax failed: ' + error));
+const start = Date.now();
+(function wait() {
+  const mathjax = window.MathJax;
+  if (mathjax && mathjax.startup && mathjax.startup.promise) {
+    mathjax.startup.promise.then(() => done(null), (error) => done('MathJax failed: ' + error));
+  } else if (Date.now() - start > 10000) {
+    done('MathJax did not load');
+  } else {
+    setTimeout(wait, 50);
+  }
+})();
 """
 
 # What the tests look at on a loaded page, read in one round trip.
