@@ -8,15 +8,19 @@ import pytest
 import torch
 
 from llmtrain.posttraining import (
+    BASE_MODEL_CONFIG,
     LORA_CONFIG,
     LORA_SWEEP_ALPHAS,
     LORA_SWEEP_RANKS,
     SFT_CONFIG,
+    FinetuneConfig,
     LoRALinear,
     NF4Linear,
     PackedExamples,
     base_model,
     cached_finetune,
+    cached_finetunes,
+    chat_tokenizer,
     complete,
     exact_match_by_task,
     lora_sweep,
@@ -24,7 +28,10 @@ from llmtrain.posttraining import (
     merge_lora,
     model_state_bytes,
     nf4_constant_bits,
+    pretraining_text,
 )
+from llmtrain.pretraining import cache_dir
+from llmtrain.pretraining.cached_models import _key, weights_digest
 
 CONFIGS = {"full": SFT_CONFIG, "lora": LORA_CONFIG, "qlora": LORA_CONFIG}
 
@@ -36,7 +43,7 @@ def test_prompts():
 
 @pytest.fixture(scope="module")
 def runs():
-    return {m: cached_finetune(m, config=c) for m, c in CONFIGS.items()}
+    return cached_finetunes({m: {"method": m, "config": c} for m, c in CONFIGS.items()})
 
 
 @pytest.fixture(scope="module")
@@ -140,3 +147,60 @@ def test_the_short_sweep(sweep, test_prompts):
 def test_model_state_bytes_checks_its_config(runs):
     with pytest.raises(TypeError, match="config must be a FinetuneConfig"):
         model_state_bytes(runs["lora"], {"lr": 1e-3})
+
+
+# Short runs of each method, to compare runs trained side by side with runs trained alone.
+SHORT = FinetuneConfig(max_iters=30, batch_size=4, warmup_iters=5, eval_interval=15)
+SHORT_RUNS = {
+    "full": {"method": "full", "config": SHORT},
+    "lora": {"method": "lora", "config": SHORT, "r": 4, "alpha": 8.0},
+    "qlora": {"method": "qlora", "config": SHORT, "r": 4, "alpha": 8.0},
+    "lora again": {"method": "lora", "config": SHORT, "alpha": 8.0, "r": 4},
+}
+
+
+def _cache_with_the_base_model(path):
+    """A new cache directory that holds (a link to) the trained base model only."""
+    base_model()  # trained into the shared cache if it is not there yet
+    name = _key(pretraining_text(), BASE_MODEL_CONFIG, chat_tokenizer())
+    path.mkdir()
+    (path / name).symlink_to(cache_dir() / name)
+    return path
+
+
+def test_runs_trained_side_by_side_equal_runs_trained_alone(tmp_path, monkeypatch):
+    side_by_side = _cache_with_the_base_model(tmp_path / "side-by-side")
+    alone = _cache_with_the_base_model(tmp_path / "alone")
+    monkeypatch.setenv("LLMTRAIN_CACHE", str(side_by_side))
+
+    def no_training_here(*args, **kwargs):
+        raise AssertionError("this process trained a run: the workers were to train them all")
+
+    # The worker processes import the package afresh, so only this process loses finetune.
+    monkeypatch.setattr("llmtrain.posttraining.models.finetune", no_training_here)
+    parallel = cached_finetunes(SHORT_RUNS, workers=2)
+    monkeypatch.undo()
+    assert list(parallel) == list(SHORT_RUNS)
+    assert len(list(side_by_side.glob("finetune-*"))) == 3  # "lora again" is the same run
+    monkeypatch.setenv("LLMTRAIN_CACHE", str(alone))
+    for name, kwargs in SHORT_RUNS.items():
+        run = cached_finetune(**kwargs)
+        assert weights_digest(run.model) == weights_digest(parallel[name].model), name
+        assert run.losses == parallel[name].losses, name
+        val = [[r["val_loss"] for r in x.log] for x in (run, parallel[name])]
+        assert val[0] == val[1], name
+        assert run.trainable == parallel[name].trainable
+
+
+def test_cached_finetunes_checks_every_run_before_training(tmp_path, monkeypatch):
+    monkeypatch.setenv("LLMTRAIN_CACHE", str(tmp_path))  # nothing may be trained here
+    good = SHORT_RUNS["lora"]
+    with pytest.raises(ValueError, match=r"workers must be an integer in \[1, "):
+        cached_finetunes({"a": good}, workers=0)
+    with pytest.raises(ValueError, match="method must be 'full', 'lora' or 'qlora'"):
+        cached_finetunes({"a": good, "b": {"method": "dora"}})
+    with pytest.raises(ValueError, match="r must be an integer"):
+        cached_finetunes({"a": good, "b": {**good, "r": 0}})
+    with pytest.raises(TypeError, match="rank"):
+        cached_finetunes({"a": good, "b": {"method": "lora", "rank": 4}})
+    assert not any(tmp_path.iterdir())

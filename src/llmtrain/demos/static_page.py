@@ -101,9 +101,13 @@ class FramePool:
             return
         if self._executor is None:
             # Spawned workers: a fork of a process that has started threads (Sphinx's,
-            # PyTorch's) can deadlock.
+            # PyTorch's) can deadlock. At a lower priority: the page executing meanwhile is
+            # what the build waits for, while frames have until the end of the build.
             self._executor = ProcessPoolExecutor(
-                max_workers=os.cpu_count() or 1, mp_context=get_context("spawn")
+                max_workers=os.cpu_count() or 1,
+                mp_context=get_context("spawn"),
+                initializer=os.nice,
+                initargs=(10,),
             )
         self.jobs[key] = self._executor.submit(render_static_frames, spec, self.cache / key, png)
 

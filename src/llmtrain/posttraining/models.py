@@ -12,7 +12,15 @@ each model once, and two builds give the same weights.
 from __future__ import annotations
 
 import copy
+import functools
+import hashlib
+import inspect
+import json
+import os
+from collections.abc import Mapping
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
 from pathlib import Path
 
 import torch
@@ -44,10 +52,12 @@ __all__ = [
     "LORA_SWEEP_ALPHAS",
     "LORA_SWEEP_CONFIG",
     "LORA_SWEEP_RANKS",
+    "LORA_SWEEP_RUNS",
     "SFT_CONFIG",
     "FinetuneRun",
     "base_model",
     "cached_finetune",
+    "cached_finetunes",
     "lora_sweep",
     "model_state_bytes",
     "sft_examples",
@@ -145,17 +155,38 @@ def _prepare(model: GPT, method: str, r: int, alpha: float, rslora: bool) -> GPT
     return model
 
 
+@functools.cache  # every fine-tuning run's key needs it
+def _sft_data_digest() -> str:
+    data = [[asdict(e) for e in part] for part in sft_examples()]
+    return hashlib.sha256(json.dumps(data).encode()).hexdigest()
+
+
 def finetune_key(method: str, config: FinetuneConfig, r: int, alpha: float, rslora: bool) -> str:
     """The cache key of a fine-tuning run: the base model's key, the method, the adapter, the
     config, the data and the code of the modules involved (the runs that start from a
     fine-tuned model build their keys on it)."""
     adapter = {} if method == "full" else {"r": r, "alpha": alpha, "rslora": rslora}
-    data = [[asdict(e) for e in part] for part in sft_examples()]
     return cache_key(
         _key(pretraining_text(), BASE_MODEL_CONFIG, chat_tokenizer()),
-        [method, adapter, ADAPTED_MODULES, asdict(config), data],
+        [method, adapter, ADAPTED_MODULES, asdict(config), _sft_data_digest()],
         sources=[_HERE / name for name in _FINETUNE_SOURCES],
     )
+
+
+def _checked_run(
+    method: str, config: FinetuneConfig | None, r: int, alpha: float, rslora: bool
+) -> tuple[FinetuneConfig, Path]:
+    """The run's config (its default filled in) and cache entry, after checking the
+    arguments of :func:`cached_finetune`."""
+    if method not in ("full", "lora", "qlora"):
+        raise ValueError(f"method must be 'full', 'lora' or 'qlora', got {method!r}")
+    if config is None:
+        config = SFT_CONFIG if method == "full" else LORA_CONFIG
+    if not isinstance(config, FinetuneConfig):
+        raise TypeError(f"config must be a FinetuneConfig, got {type(config).__name__}")
+    check_int("r", r, 1)
+    check_real("alpha", alpha, 0.0, low_open=True)
+    return config, cache_dir() / f"finetune-{finetune_key(method, config, r, alpha, rslora)}"
 
 
 def cached_finetune(
@@ -171,16 +202,7 @@ def cached_finetune(
     linear layer of the blocks, the rest frozen; ``"qlora"``: the same on layers stored in
     NF4), cached on disk; the first call trains, later calls load. ``config`` defaults to
     ``SFT_CONFIG`` for full fine-tuning and ``LORA_CONFIG`` for the others."""
-    if method not in ("full", "lora", "qlora"):
-        raise ValueError(f"method must be 'full', 'lora' or 'qlora', got {method!r}")
-    if config is None:
-        config = SFT_CONFIG if method == "full" else LORA_CONFIG
-    if not isinstance(config, FinetuneConfig):
-        raise TypeError(f"config must be a FinetuneConfig, got {type(config).__name__}")
-    check_int("r", r, 1)
-    check_real("alpha", alpha, 0.0, low_open=True)
-    entry = cache_dir() / f"finetune-{finetune_key(method, config, r, alpha, rslora)}"
-
+    config, entry = _checked_run(method, config, r, alpha, rslora)
     model, tokenizer = base_model()
     # LoRA's A is drawn at random: from a seeded generator of its own, so that the run is the
     # same whatever the caller drew before (the key cannot see the caller's random state).
@@ -208,6 +230,44 @@ def cached_finetune(
     return FinetuneRun(model, tokenizer, method, result.log, result.losses, seconds, trainable)
 
 
+def _train_in_worker(kwargs: dict) -> None:
+    """A worker process's job for :func:`cached_finetunes`: train one run into the cache."""
+    cached_finetune(**kwargs)
+
+
+def cached_finetunes(runs: Mapping, *, workers: int | None = None) -> dict:
+    """:func:`cached_finetune` for each of ``runs`` (a name, any hashable value, -> its
+    keyword arguments), the runs not in the cache yet trained side by side first: in
+    ``workers`` processes (default: one per CPU core this process may use), each on one
+    thread.
+
+    Every run is trained by the same single-threaded code from the same seeds as by
+    :func:`cached_finetune` alone, so it gives the same weights: only the waiting is
+    shorter. Returns a name -> :class:`FinetuneRun` dictionary, in the order of ``runs``.
+    """
+    runs = {name: dict(kwargs) for name, kwargs in runs.items()}
+    if workers is None:
+        workers = len(os.sched_getaffinity(0))
+    check_int("workers", workers, 1)
+    missing = {}  # cache entry -> (an estimate of the run's work, its arguments)
+    for kwargs in runs.values():
+        arguments = inspect.signature(cached_finetune).bind(**kwargs)  # unknown names raise
+        arguments.apply_defaults()
+        config, entry = _checked_run(**arguments.arguments)
+        if not (entry / "run.pt").is_file():
+            missing[entry] = (config.max_iters * config.batch_size, kwargs)
+    missing = sorted(missing.values(), key=lambda job: -job[0])
+    if workers > 1 and len(missing) > 1:
+        base_model()  # trained here, once, if the workers would each have to train it
+        # Longest first (above), so that no worker is left with a long run at the end.
+        # Spawned workers: forking a process that has started threads (PyTorch's) can deadlock.
+        spawn = get_context("spawn")
+        with ProcessPoolExecutor(min(workers, len(missing)), mp_context=spawn) as pool:
+            for job in [pool.submit(_train_in_worker, kwargs) for _, kwargs in missing]:
+                job.result()
+    return {name: cached_finetune(**kwargs) for name, kwargs in runs.items()}
+
+
 def sft_model() -> tuple[GPT, BPETokenizer]:
     """The base model after full supervised fine-tuning (``SFT_CONFIG``), and its
     tokenizer: the instruction-following model of Part IV."""
@@ -225,6 +285,12 @@ LORA_SWEEP_CONFIG = FinetuneConfig(max_iters=200, batch_size=8, lr=3e-3, eval_in
 LORA_SWEEP_RANKS = (2, 8, 32)
 #: The values of α of the sweep, in absolute terms (the update is scaled by α/r).
 LORA_SWEEP_ALPHAS = (8.0, 32.0)
+#: The sweep's runs: (r, α) -> the arguments of :func:`cached_finetune`.
+LORA_SWEEP_RUNS = {
+    (r, alpha): {"method": "lora", "config": LORA_SWEEP_CONFIG, "r": r, "alpha": alpha}
+    for r in LORA_SWEEP_RANKS
+    for alpha in LORA_SWEEP_ALPHAS
+}
 
 
 def model_state_bytes(run: FinetuneRun, config: FinetuneConfig) -> dict[str, int]:
@@ -261,14 +327,13 @@ def model_state_bytes(run: FinetuneRun, config: FinetuneConfig) -> dict[str, int
 def lora_sweep(examples) -> dict[tuple[int, float], dict]:
     """For each rank r and α of the sweep (``LORA_SWEEP_CONFIG``), the LoRA run's
     exact match on ``examples`` by task (``"accuracy"``), overall (``"overall"``) and its
-    number of trained parameters (``"trainable"``). Each run is trained once and cached
-    (:func:`cached_finetune`)."""
+    number of trained parameters (``"trainable"``). Each run is trained once, two or more
+    side by side, and cached (:func:`cached_finetunes`)."""
+    runs = cached_finetunes(LORA_SWEEP_RUNS)
     sweep = {}
-    for r in LORA_SWEEP_RANKS:
-        for alpha in LORA_SWEEP_ALPHAS:
-            run = cached_finetune("lora", config=LORA_SWEEP_CONFIG, r=r, alpha=alpha)
-            by_task = exact_match_by_task(run.model, run.tokenizer, examples)
-            counts = {t: sum(e.task == t for e in examples) for t in by_task}
-            overall = sum(by_task[t] * counts[t] for t in by_task) / len(examples)
-            sweep[r, alpha] = {"accuracy": by_task, "overall": overall, "trainable": run.trainable}
+    for point, run in runs.items():
+        by_task = exact_match_by_task(run.model, run.tokenizer, examples)
+        counts = {t: sum(e.task == t for e in examples) for t in by_task}
+        overall = sum(by_task[t] * counts[t] for t in by_task) / len(examples)
+        sweep[point] = {"accuracy": by_task, "overall": overall, "trainable": run.trainable}
     return sweep

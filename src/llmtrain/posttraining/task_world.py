@@ -21,6 +21,7 @@ is what fine-tuning adds.
 
 from __future__ import annotations
 
+import functools
 import random
 from dataclasses import dataclass
 
@@ -138,6 +139,7 @@ def make_examples(
     return examples
 
 
+@functools.cache  # every cache key of Part IV's models hashes it
 def pretraining_text(n_sentences: int = 60_000, *, seed: int = 0) -> str:
     """Prose stating facts about the training words, one sentence per fact, a few sentences
     per line: the base model's pretraining text. It contains every ingredient of the tasks

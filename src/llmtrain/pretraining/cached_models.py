@@ -16,6 +16,7 @@ The cache lives in ``$LLMTRAIN_CACHE`` if set, else ``$XDG_CACHE_HOME/llmtrain``
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import json
 import os
@@ -85,7 +86,14 @@ def source_fingerprint(path: Path) -> bytes:
     """The code of a Python file without its comments and docstrings (its syntax tree): a
     change to the text that explains the code leaves a cached model's key alone, a change
     to the code itself does not."""
-    tree = ast.parse(path.read_text(encoding="utf-8"))
+    stat = Path(path).stat()
+    return _syntax_tree(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+# Kept per file version: a chapter computes dozens of keys over the same few files.
+@functools.cache
+def _syntax_tree(path: str, mtime_ns: int, size: int) -> bytes:
+    tree = ast.parse(Path(path).read_text(encoding="utf-8"))
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
         if (
