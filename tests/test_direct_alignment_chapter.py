@@ -21,9 +21,9 @@ from llmtrain.demos.posttraining.direct_alignment import (
     dpo_beta_demo,
     sampled_kl,
 )
-from llmtrain.demos.posttraining.rlhf import PPO_BETAS
 from llmtrain.posttraining import (
     DIRECT_CONFIG,
+    PPO_BETAS,
     check_answer,
     exact_match,
     make_examples,

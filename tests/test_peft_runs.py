@@ -9,9 +9,11 @@ import torch
 
 from llmtrain.posttraining import (
     BASE_MODEL_CONFIG,
+    BOOK_FINETUNES,
     LORA_CONFIG,
     LORA_SWEEP_ALPHAS,
     LORA_SWEEP_RANKS,
+    LORA_SWEEP_RUNS,
     SFT_CONFIG,
     FinetuneConfig,
     LoRALinear,
@@ -204,3 +206,42 @@ def test_cached_finetunes_checks_every_run_before_training(tmp_path, monkeypatch
     with pytest.raises(TypeError, match="rank"):
         cached_finetunes({"a": good, "b": {"method": "lora", "rank": 4}})
     assert not any(tmp_path.iterdir())
+
+
+def test_the_first_book_run_asked_for_trains_all_the_book_runs(tmp_path, monkeypatch):
+    import llmtrain.posttraining.models as models
+
+    monkeypatch.setenv("LLMTRAIN_CACHE", str(tmp_path))  # none of the runs is cached here
+    batches, trained = [], []
+    monkeypatch.setattr(models, "cached_finetunes", lambda runs: batches.append(runs))
+    monkeypatch.setattr(models, "_finetune", lambda *args: trained.append(args[:5]))
+    monkeypatch.setattr(models, "usable_cores", lambda: 2)
+    cached_finetune("lora")
+    assert batches == [BOOK_FINETUNES] and trained == [("lora", LORA_CONFIG, 32, 64.0, False)]
+    cached_finetune("lora", config=SHORT)  # not a run of the book: trained alone
+    assert len(batches) == 1 and len(trained) == 2
+    monkeypatch.setattr(models, "usable_cores", lambda: 1)
+    cached_finetune("full")  # one core: nothing to gain from training the others now
+    assert len(batches) == 1 and trained[-1][:2] == ("full", SFT_CONFIG)
+    assert {"full", "lora", "qlora"} <= set(BOOK_FINETUNES)
+    assert all(run in BOOK_FINETUNES.values() for run in LORA_SWEEP_RUNS.values())
+
+
+@pytest.mark.parametrize(
+    ("quota", "period", "expected"),
+    [("max 100000", None, 8), ("100000 100000", None, 1), ("150000 100000", None, 2),
+     ("-1", "100000", 8), ("50000", "100000", 1), ("2000000", "100000", 8)],
+)  # fmt: skip
+def test_usable_cores_respects_a_cpu_quota(tmp_path, monkeypatch, quota, period, expected):
+    import llmtrain._cores as cores
+
+    quota_file = tmp_path / "quota"
+    quota_file.write_text(quota + "\n")
+    period_file = None
+    if period is not None:
+        period_file = tmp_path / "period"
+        period_file.write_text(period + "\n")
+    missing = (str(tmp_path / "absent"), None)
+    monkeypatch.setattr(cores, "_QUOTA_FILES", (missing, (str(quota_file), period_file)))
+    monkeypatch.setattr(cores.os, "sched_getaffinity", lambda pid: set(range(8)))
+    assert cores.usable_cores() == expected

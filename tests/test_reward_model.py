@@ -9,6 +9,7 @@ import string
 
 import pytest
 import torch
+from tiny_models import tiny_gpt
 
 from llmtrain._threads import one_torch_thread
 from llmtrain.posttraining import (
@@ -28,7 +29,7 @@ from llmtrain.posttraining import (
     preference_pairs,
     train_reward_model,
 )
-from llmtrain.pretraining import GPT, GPTConfig, LoopConfig
+from llmtrain.pretraining import LoopConfig
 
 TOKENIZER = chat_tokenizer()
 END = TOKENIZER.special_tokens["<|end|>"]
@@ -39,14 +40,6 @@ def _one_thread():
     """Tiny models gain nothing from a second thread, and lose much on a busy machine."""
     with one_torch_thread():
         yield
-
-
-def tiny_gpt(seed=0) -> GPT:
-    torch.manual_seed(seed)
-    config = GPTConfig(
-        vocab_size=259, block_size=64, n_layer=1, n_head=2, n_embd=32, position="rope"
-    )
-    return GPT(config)
 
 
 # -- near misses -------------------------------------------------------------------------------

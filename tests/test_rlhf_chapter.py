@@ -8,18 +8,15 @@ import torch
 
 from chapters import run_solution
 from llmtrain._threads import one_torch_thread
-from llmtrain.demos.posttraining.rlhf import (
+from llmtrain.demos.posttraining.rlhf import ppo_beta_demo, ppo_runs
+from llmtrain.posttraining import (
     PPO_BETAS,
     PPO_TASKS,
-    ppo_beta_demo,
-    ppo_config,
-    ppo_runs,
-)
-from llmtrain.posttraining import (
     PPOObjective,
     Rollouts,
     cached_reward_model,
     complete,
+    ppo_config,
     rl_prompts,
     sft_model,
 )

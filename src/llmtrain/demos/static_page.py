@@ -107,7 +107,7 @@ class FramePool:
                 max_workers=os.cpu_count() or 1,
                 mp_context=get_context("spawn"),
                 initializer=os.nice,
-                initargs=(10,),
+                initargs=(19,),
             )
         self.jobs[key] = self._executor.submit(render_static_frames, spec, self.cache / key, png)
 

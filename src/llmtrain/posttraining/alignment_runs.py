@@ -29,11 +29,14 @@ from .task_world import Example, make_examples
 __all__ = [
     "DIRECT_CONFIG",
     "LENGTH_BIAS",
+    "PPO_BETAS",
+    "PPO_TASKS",
     "REWARD_CONFIG",
     "AlignmentRun",
     "cached_direct",
     "cached_reward_model",
     "cached_rl",
+    "ppo_config",
     "preference_data",
     "rl_prompts",
 ]
@@ -82,6 +85,33 @@ DIRECT_CONFIG = LoopConfig(
     eval_interval=50,
     eval_iters=4,
 )
+
+
+#: The KL coefficients β of the PPO runs against the learned reward (a factor 10 apart): the
+#: RLHF chapter's three runs, the middle one the run the direct-alignment chapter compares
+#: DPO with.
+PPO_BETAS = (0.03, 0.3, 3.0)
+#: The prompts of the PPO runs: all four tasks of the task world.
+PPO_TASKS = ("reverse", "capitals", "length", "first_letter")
+
+
+def ppo_config(beta: float) -> RLConfig:
+    """The PPO run with KL coefficient ``beta``: 30 updates at a learning rate of 10⁻⁴;
+    each rollout samples one answer to each of 64 prompts and serves 2 epochs of 2
+    minibatches; an evaluation on the same 64 validation prompts every 10 updates (the loop
+    also evaluates on a training rollout then: evaluations cost about a rollout and a half)."""
+    return RLConfig(
+        method="ppo",
+        batch_size=64,
+        group_size=1,
+        epochs=2,
+        minibatches=2,
+        max_iters=30,
+        lr=1e-4,
+        beta=beta,
+        eval_interval=10,
+        eval_iters=1,
+    )
 
 
 def preference_data() -> tuple[list[PreferencePair], list[PreferencePair]]:

@@ -16,7 +16,6 @@ import functools
 import hashlib
 import inspect
 import json
-import os
 from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -26,6 +25,7 @@ from pathlib import Path
 import torch
 
 from .._checks import check_int, check_real
+from .._cores import usable_cores
 from .._threads import one_torch_thread
 from ..pretraining import (
     GPT,
@@ -48,6 +48,7 @@ from .task_world import make_examples, pretraining_text
 __all__ = [
     "ADAPTED_MODULES",
     "BASE_MODEL_CONFIG",
+    "BOOK_FINETUNES",
     "LORA_CONFIG",
     "LORA_SWEEP_ALPHAS",
     "LORA_SWEEP_CONFIG",
@@ -201,8 +202,25 @@ def cached_finetune(
     parameter; ``"lora"``: LoRA adapters of rank ``r`` and scale ``alpha``/r on every
     linear layer of the blocks, the rest frozen; ``"qlora"``: the same on layers stored in
     NF4), cached on disk; the first call trains, later calls load. ``config`` defaults to
-    ``SFT_CONFIG`` for full fine-tuning and ``LORA_CONFIG`` for the others."""
+    ``SFT_CONFIG`` for full fine-tuning and ``LORA_CONFIG`` for the others.
+
+    The chapters' runs (``BOOK_FINETUNES``) all start from the base model and are needed
+    together: on a machine with more than one usable core, the first call for one of them
+    trains every one not yet cached, side by side (:func:`cached_finetunes`)."""
     config, entry = _checked_run(method, config, r, alpha, rslora)
+    if (
+        not (entry / "run.pt").is_file()
+        and entry.name in _book_entry_names()
+        and usable_cores() > 1
+    ):
+        cached_finetunes(BOOK_FINETUNES)
+    return _finetune(method, config, r, alpha, rslora, entry)
+
+
+def _finetune(
+    method: str, config: FinetuneConfig, r: int, alpha: float, rslora: bool, entry: Path
+) -> FinetuneRun:
+    """The run of :func:`cached_finetune`, loaded from ``entry`` or trained into it."""
     model, tokenizer = base_model()
     # LoRA's A is drawn at random: from a seeded generator of its own, so that the run is the
     # same whatever the caller drew before (the key cannot see the caller's random state).
@@ -230,9 +248,18 @@ def cached_finetune(
     return FinetuneRun(model, tokenizer, method, result.log, result.losses, seconds, trainable)
 
 
-def _train_in_worker(kwargs: dict) -> None:
+def _run_arguments(kwargs: Mapping) -> tuple:
+    """The arguments of :func:`_finetune` for ``cached_finetune(**kwargs)``, checked."""
+    arguments = inspect.signature(cached_finetune).bind(**kwargs)  # unknown names raise
+    arguments.apply_defaults()
+    options = arguments.arguments
+    config, entry = _checked_run(**options)
+    return options["method"], config, options["r"], options["alpha"], options["rslora"], entry
+
+
+def _train_in_worker(arguments: tuple) -> None:
     """A worker process's job for :func:`cached_finetunes`: train one run into the cache."""
-    cached_finetune(**kwargs)
+    _finetune(*arguments)
 
 
 def cached_finetunes(runs: Mapping, *, workers: int | None = None) -> dict:
@@ -245,17 +272,15 @@ def cached_finetunes(runs: Mapping, *, workers: int | None = None) -> dict:
     :func:`cached_finetune` alone, so it gives the same weights: only the waiting is
     shorter. Returns a name -> :class:`FinetuneRun` dictionary, in the order of ``runs``.
     """
-    runs = {name: dict(kwargs) for name, kwargs in runs.items()}
     if workers is None:
-        workers = len(os.sched_getaffinity(0))
+        workers = usable_cores()
     check_int("workers", workers, 1)
-    missing = {}  # cache entry -> (an estimate of the run's work, its arguments)
-    for kwargs in runs.values():
-        arguments = inspect.signature(cached_finetune).bind(**kwargs)  # unknown names raise
-        arguments.apply_defaults()
-        config, entry = _checked_run(**arguments.arguments)
+    arguments = {name: _run_arguments(kwargs) for name, kwargs in runs.items()}
+    missing = {}  # cache entry -> (an estimate of the run's work, the run's arguments)
+    for args in arguments.values():
+        config, entry = args[1], args[-1]
         if not (entry / "run.pt").is_file():
-            missing[entry] = (config.max_iters * config.batch_size, kwargs)
+            missing[entry] = (config.max_iters * config.batch_size, args)
     missing = sorted(missing.values(), key=lambda job: -job[0])
     if workers > 1 and len(missing) > 1:
         base_model()  # trained here, once, if the workers would each have to train it
@@ -263,14 +288,15 @@ def cached_finetunes(runs: Mapping, *, workers: int | None = None) -> dict:
         # Spawned workers: forking a process that has started threads (PyTorch's) can deadlock.
         spawn = get_context("spawn")
         with ProcessPoolExecutor(min(workers, len(missing)), mp_context=spawn) as pool:
-            for job in [pool.submit(_train_in_worker, kwargs) for _, kwargs in missing]:
+            for job in [pool.submit(_train_in_worker, args) for _, args in missing]:
                 job.result()
-    return {name: cached_finetune(**kwargs) for name, kwargs in runs.items()}
+    return {name: _finetune(*args) for name, args in arguments.items()}
 
 
 def sft_model() -> tuple[GPT, BPETokenizer]:
     """The base model after full supervised fine-tuning (``SFT_CONFIG``), and its
-    tokenizer: the instruction-following model of Part IV."""
+    tokenizer: the instruction-following model of Part IV (trained on first use, with the
+    chapters' other fine-tunes if there are cores to spare: :func:`cached_finetune`)."""
     run = cached_finetune("full")
     return run.model, run.tokenizer
 
@@ -291,6 +317,21 @@ LORA_SWEEP_RUNS = {
     for r in LORA_SWEEP_RANKS
     for alpha in LORA_SWEEP_ALPHAS
 }
+
+
+#: Every fine-tuning run of the base model the chapters use: full fine-tuning (the SFT
+#: model), LoRA, QLoRA and the sweep's runs; name -> the arguments of :func:`cached_finetune`.
+BOOK_FINETUNES = {
+    "full": {"method": "full"},
+    "lora": {"method": "lora"},
+    "qlora": {"method": "qlora"},
+    **{f"lora r={r} alpha={alpha:g}": run for (r, alpha), run in LORA_SWEEP_RUNS.items()},
+}
+
+
+def _book_entry_names() -> set[str]:
+    """The names of the cache entries of ``BOOK_FINETUNES``."""
+    return {_run_arguments(kwargs)[-1].name for kwargs in BOOK_FINETUNES.values()}
 
 
 def model_state_bytes(run: FinetuneRun, config: FinetuneConfig) -> dict[str, int]:

@@ -21,6 +21,8 @@ import torch
 from ..._threads import one_torch_thread
 from ...posttraining import (
     DIRECT_CONFIG,
+    PPO_BETAS,
+    PPO_TASKS,
     cached_direct,
     cached_reward_model,
     cached_rl,
@@ -30,6 +32,7 @@ from ...posttraining import (
     encode_chat,
     kl_estimate,
     make_examples,
+    ppo_config,
     preference_data,
     sequence_logprobs,
     sft_model,
@@ -39,7 +42,6 @@ from ...posttraining.preference_data import encode_responses
 from ...pretraining import GPT, Tokenizer
 from ...pretraining.cached_models import cache_key, cached_json, weights_digest
 from ..demo import Demo, Slider, demo_factory
-from .rlhf import PPO_BETAS, PPO_TASKS, ppo_config
 
 __all__ = [
     "DPO_BETAS",
@@ -96,7 +98,7 @@ def dpo_run(beta: float):
 def ppo_run():
     """The RLHF chapter's PPO run with β = ``PPO_BETA``: the SFT model trained by PPO
     against the learned reward model on the prompts of all four tasks
-    (:func:`llmtrain.demos.posttraining.rlhf.ppo_config`,
+    (:func:`~llmtrain.posttraining.ppo_config`,
     :func:`~llmtrain.posttraining.cached_rl`; cached)."""
     return cached_rl(ppo_config(PPO_BETA), reward="learned", tasks=PPO_TASKS)
 

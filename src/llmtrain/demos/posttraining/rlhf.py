@@ -9,42 +9,20 @@ from functools import cache
 
 import numpy as np
 
-from ...posttraining import RLConfig, cached_rl
+from ...posttraining import PPO_BETAS, PPO_TASKS, cached_rl, ppo_config
 from ..demo import Demo, Slider, demo_factory
 
-__all__ = ["PPO_BETAS", "PPO_TASKS", "ppo_beta_demo", "ppo_config", "ppo_runs"]
-
-#: The KL coefficients of the chapter's runs (a factor 10 apart).
-PPO_BETAS = (0.03, 0.3, 3.0)
-#: The prompts of the runs: all four tasks of the task world.
-PPO_TASKS = ("reverse", "capitals", "length", "first_letter")
-
-
-def ppo_config(beta: float) -> RLConfig:
-    """The chapter's PPO run with KL coefficient ``beta``: 30 updates at a learning rate of
-    10⁻⁴; each rollout samples one answer to each of 64 prompts and serves 2 epochs of 2
-    minibatches; an evaluation on the same 64 validation prompts every 10 updates (the loop
-    also evaluates on a training rollout then: evaluations cost about a rollout and a half)."""
-    return RLConfig(
-        method="ppo",
-        batch_size=64,
-        group_size=1,
-        epochs=2,
-        minibatches=2,
-        max_iters=30,
-        lr=1e-4,
-        beta=beta,
-        eval_interval=10,
-        eval_iters=1,
-    )
+__all__ = ["ppo_beta_demo", "ppo_runs"]
 
 
 @cache
 def ppo_runs() -> dict:
     """``{β: AlignmentRun}``: the SFT model trained by PPO against the learned reward model
-    (which also starts the value model) on the prompts of :data:`PPO_TASKS`, for every β of
-    :data:`PPO_BETAS`; cached on disk, and in memory for the process (the chapter and its
-    demo share the runs: do not modify them)."""
+    (which also starts the value model) on the prompts of
+    :data:`~llmtrain.posttraining.PPO_TASKS`, for every β of
+    :data:`~llmtrain.posttraining.PPO_BETAS` (:func:`~llmtrain.posttraining.ppo_config`);
+    cached on disk, and in memory for the process (the chapter and its demo share the runs:
+    do not modify them)."""
     return {b: cached_rl(ppo_config(b), reward="learned", tasks=PPO_TASKS) for b in PPO_BETAS}
 
 
