@@ -87,6 +87,22 @@ def _controls_html(spec: dict) -> str:
 # -- the Sphinx side ---------------------------------------------------------------------------
 
 
+def _lowest_priority() -> None:
+    """Make this frame worker yield the CPU to everything else: the page executing meanwhile
+    is what the build waits for, while frames have until the end of the build.
+
+    Linux shares the CPU fairly between sessions first (its autogroups) and only then by
+    niceness: a notebook's kernel runs in a session of its own, so a nice value alone would
+    still give the frames half the machine. The worker therefore starts a session of its
+    own and lowers that session's priority, where Linux allows it."""
+    os.setsid()
+    try:
+        Path("/proc/self/autogroup").write_text("19")
+    except OSError:
+        pass  # no autogroups here: the nice value below is all it takes
+    os.nice(19)
+
+
 class FramePool:
     """Draws demos' frames in worker processes while the build goes on, caching by key."""
 
@@ -101,13 +117,11 @@ class FramePool:
             return
         if self._executor is None:
             # Spawned workers: a fork of a process that has started threads (Sphinx's,
-            # PyTorch's) can deadlock. At a lower priority: the page executing meanwhile is
-            # what the build waits for, while frames have until the end of the build.
+            # PyTorch's) can deadlock.
             self._executor = ProcessPoolExecutor(
                 max_workers=os.cpu_count() or 1,
                 mp_context=get_context("spawn"),
-                initializer=os.nice,
-                initargs=(19,),
+                initializer=_lowest_priority,
             )
         self.jobs[key] = self._executor.submit(render_static_frames, spec, self.cache / key, png)
 
