@@ -6,6 +6,10 @@ the files are checked against the figures a live demo draws, pixel for pixel.
 
 import base64
 import json
+import os
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
 
 import numpy as np
 import PIL.Image
@@ -14,7 +18,7 @@ from docutils import nodes
 
 from llmtrain.demos import Demo, Slider, demo_factory, static
 from llmtrain.demos.objectives.output_layer import distillation_demo
-from llmtrain.demos.static_page import DemoImageRenderer
+from llmtrain.demos.static_page import DemoImageRenderer, _lowest_priority
 
 
 def draw_line(fig, y, **params):
@@ -277,3 +281,17 @@ def test_a_demo_image_becomes_the_demo_with_one_range_input_per_slider():
     payload = html.split('class="llmtrain-demo-spec">', 1)[1].split("</script>")[0]
     assert json.loads(payload)["frames"] == spec["frames"]
     assert root["llmtrain_spec"] == spec
+
+
+def _priority() -> tuple[int, int, str | None]:
+    autogroup = Path("/proc/self/autogroup")
+    return os.nice(0), os.getsid(0), autogroup.read_text() if autogroup.exists() else None
+
+
+def test_frame_workers_run_at_the_lowest_priority_in_a_session_of_their_own():
+    spawn = get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=spawn, initializer=_lowest_priority) as pool:
+        niceness, session, autogroup = pool.submit(_priority).result()
+    assert niceness == 19 and session != os.getsid(0)
+    if autogroup is not None:  # Linux with autogroups: the worker's session has its own, at 19
+        assert autogroup.split()[-2:] == ["nice", "19"]
