@@ -58,8 +58,8 @@ def test_rl_and_direct_runs_round_trip_through_the_cache(tmp_path, monkeypatch):
 
     from llmtrain.pretraining import cache_dir
 
-    shared = cache_dir()
-    for entry in shared.iterdir():  # the base and SFT models, not the runs made from them
+    shared = cache_dir()  # absent in a fresh cache: the runs below then train from scratch
+    for entry in shared.iterdir() if shared.is_dir() else ():  # the base and SFT models
         if not entry.name.startswith(("rl-", "direct-", "reward-model-", ".")):
             dst = tmp_path / entry.name
             if entry.is_dir() and not dst.exists():
