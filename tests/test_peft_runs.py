@@ -245,3 +245,14 @@ def test_usable_cores_respects_a_cpu_quota(tmp_path, monkeypatch, quota, period,
     monkeypatch.setattr(cores, "_QUOTA_FILES", (missing, (str(quota_file), period_file)))
     monkeypatch.setattr(cores.os, "sched_getaffinity", lambda pid: set(range(8)))
     assert cores.usable_cores() == expected
+
+
+def test_usable_cores_without_cpu_affinity(monkeypatch):
+    import llmtrain._cores as cores
+
+    monkeypatch.setattr(cores, "_QUOTA_FILES", ())
+    monkeypatch.delattr(cores.os, "sched_getaffinity", raising=False)  # as on macOS
+    monkeypatch.setattr(cores.os, "cpu_count", lambda: 4)
+    assert cores.usable_cores() == 4
+    monkeypatch.setattr(cores.os, "cpu_count", lambda: None)
+    assert cores.usable_cores() == 1

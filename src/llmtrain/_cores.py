@@ -34,6 +34,8 @@ def _quota() -> float | None:
 def usable_cores() -> int:
     """The cores this process may run on, fewer if a CPU quota allows less (a container
     on Binder may see a machine's many cores and be allowed one)."""
-    cores = len(os.sched_getaffinity(0))
+    # macOS has no affinity: every core counts there.
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = cores or 1
     quota = _quota()
     return cores if quota is None else max(1, min(cores, math.ceil(quota)))
